@@ -1,0 +1,336 @@
+"""The :class:`Flowrra` application: task registration, submission, results, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from flowrra.backends import ResultBackend, get_backend
+from flowrra.brokers import Broker, DeadLetter, get_broker
+from flowrra.config import BackendConfig, BrokerConfig, Config
+from flowrra.events import event_bus, task_event
+from flowrra.exceptions import ExecutorNotRunningError
+from flowrra.registry import TaskRegistry
+from flowrra.serialization import ensure_serializable
+from flowrra.task import Task, TaskResult, TaskStatus, utcnow
+from flowrra.transports import TransportRelay
+from flowrra.worker import Worker
+
+if TYPE_CHECKING:
+    from flowrra.scheduler import Scheduler
+
+logger = logging.getLogger(__name__)
+
+TaskRef = str | Callable[..., Any]
+
+
+def _new_id() -> str:
+    return uuid.UUID(bytes=os.urandom(16), version=4).hex
+
+
+class Flowrra:
+    """A task queue application.
+
+    With no configuration everything lives in this process (in-memory broker and
+    results) and ``await app.start()`` runs tasks here. With a shared broker
+    (``redis://``, ``sqlite:///``) the same app object serves producers (``submit``,
+    ``wait_for_result``; no ``start`` needed) and workers (``flowrra worker``).
+    """
+
+    def __init__(self, config: Config | None = None, *, broker: Broker | str | None = None,
+                 backend: ResultBackend | str | None = None) -> None:
+        self.config = config if config is not None else Config()
+        self.registry = TaskRegistry()
+        self.instance_id = uuid.uuid4().hex[:12]
+        self.broker: Broker = _make_broker(broker, self.config.broker)
+        self.backend: ResultBackend = _make_backend(backend, self.config.backend, self.broker)
+        self.transport = self.broker.event_transport()
+        self._relay = TransportRelay(self.transport, event_bus, self.instance_id,
+                                     on_control=self._on_control)
+        event_bus.add_relay(self._relay)
+        self._worker: Worker | None = None
+        self._scheduler: Scheduler | None = None
+        self._connected = False
+        self._cancelled: set[str] = set()
+        self._connect_lock: asyncio.Lock | None = None
+
+    @classmethod
+    def from_urls(cls, broker: str | None = None, backend: str | None = None) -> Flowrra:
+        """``Flowrra.from_urls()`` is the in-process default; URLs choose shared stores."""
+        return cls(Config(broker=BrokerConfig(broker) if broker else None,
+                          backend=BackendConfig(backend) if backend else None))
+
+    # -- registration ------------------------------------------------------------------
+    def task(self, name: str | None = None, cpu_bound: bool = False,
+             max_retries: int | None = None, retry_delay: float | None = None,
+             timeout: float | None = None, priority: int = 0,
+             queue: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register a task: ``async def`` for I/O, plain ``def`` with ``cpu_bound=True``."""
+        cfg = self.config.executor
+        return self.registry.task(
+            name=name, cpu_bound=cpu_bound,
+            max_retries=cfg.max_retries if max_retries is None else max_retries,
+            retry_delay=cfg.retry_delay if retry_delay is None else retry_delay,
+            timeout=cfg.task_timeout if timeout is None else timeout,
+            priority=priority, queue=queue,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        return self._worker is not None and self._worker.is_running
+
+    @property
+    def worker(self) -> Worker | None:
+        return self._worker
+
+    async def connect(self) -> None:
+        """Open the broker and backend without consuming tasks (producer / web process)."""
+        if self._connected:
+            return
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if self._connected:
+                return
+            await self.broker.connect()
+            await self.backend.connect()
+            self._connected = True
+
+    async def start(self, consume: bool = True, *, io_workers: int | None = None,
+                    cpu_workers: int | None = None, queues: Sequence[str] | None = None) -> None:
+        """Connect and (unless ``consume=False``) run tasks in this process."""
+        await self.connect()
+        await self._relay.pin(True)
+        if consume and self._worker is None:
+            self._worker = Worker(self, io_workers=io_workers, cpu_workers=cpu_workers,
+                                  queues=queues or ("default",))
+            await self._worker.start()
+        sched = self.config.scheduler
+        if sched is not None and sched.enabled:
+            await self.create_scheduler(check_interval=sched.check_interval).start()
+
+    async def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
+        """Stop taking work, let running tasks finish within ``timeout``, hand back the rest."""
+        if self._scheduler is not None and self._scheduler.is_running:
+            await self._scheduler.stop()
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.stop(wait=wait, timeout=timeout)
+        await self._relay.pin(False)
+        await self._relay.set_demand(False)
+        await self.transport.close()
+        if self._connected:
+            self._connected = False
+            await self.backend.close()
+            await self.broker.close()
+
+    async def __aenter__(self) -> Flowrra:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _ensure_ready(self) -> None:
+        if self._connected:
+            return
+        if not self.broker.shared:
+            raise ExecutorNotRunningError()
+        await self.connect()
+
+    # -- submission ------------------------------------------------------------------
+    async def submit(self, task_or_name: TaskRef, *args: Any, priority: int = 0,
+                     **kwargs: Any) -> str:
+        """Queue a task and return its id; lower ``priority`` runs first."""
+        return await self.apply_async(task_or_name, args, kwargs, priority=priority)
+
+    async def apply_async(self, task_or_name: TaskRef, args: Sequence[Any] = (),
+                          kwargs: dict[str, Any] | None = None, *, priority: int | None = None,
+                          max_retries: int | None = None, retry_delay: float | None = None,
+                          timeout: float | None = None, task_id: str | None = None,
+                          countdown: float | None = None, eta: datetime | float | None = None,
+                          queue: str | None = None) -> str:
+        """Queue a task with explicit options.
+
+        An explicit ``task_id`` makes submission idempotent: if that id was already
+        submitted, nothing new is queued and the id is returned (schedulers rely on it).
+        """
+        await self._ensure_ready()
+        task = self._build_task(task_or_name, args, kwargs, priority, max_retries, retry_delay,
+                                timeout, task_id, countdown, eta, queue)
+        if task_id is not None and await self.backend.get(task_id) is not None:
+            return task_id
+        await self._record(_pending_record(task))
+        await self.broker.enqueue(task, dedupe=task_id is not None)
+        return task.id
+
+    async def submit_many(self, calls: Iterable[tuple[TaskRef, Sequence[Any], dict[str, Any]]
+                                               | TaskRef], *, priority: int = 0) -> list[str]:
+        """Queue many tasks in one broker round trip; each call is ``(task, args, kwargs)``."""
+        await self._ensure_ready()
+        tasks: list[Task] = []
+        for call in calls:
+            ref, args, kwargs = call if isinstance(call, tuple) else (call, (), {})
+            tasks.append(self._build_task(ref, args, kwargs, priority, None, None, None, None,
+                                          None, None, None))
+        for task in tasks:
+            await self._record(_pending_record(task))
+        await self.broker.enqueue_many(tasks)
+        return [task.id for task in tasks]
+
+    def _build_task(self, ref: TaskRef, args: Sequence[Any], kwargs: dict[str, Any] | None,
+                    priority: int | None, max_retries: int | None, retry_delay: float | None,
+                    timeout: float | None, task_id: str | None, countdown: float | None,
+                    eta: datetime | float | None, queue: str | None) -> Task:
+        definition = self.registry.get_or_raise(self.registry.resolve_name(ref))
+        args = tuple(args)
+        kwargs = kwargs or {}
+        if args:
+            ensure_serializable(args, f"The arguments of task '{definition.name}'")
+        if kwargs:
+            ensure_serializable(kwargs, f"The keyword arguments of task '{definition.name}'")
+        if isinstance(eta, datetime):
+            eta = eta.timestamp()
+        if countdown is not None:
+            eta = time.time() + countdown
+        return Task(
+            task_id or _new_id(), definition.name, args, kwargs,
+            definition.max_retries if max_retries is None else max_retries,
+            definition.retry_delay if retry_delay is None else retry_delay,
+            0, definition.priority if priority is None else priority, definition.cpu_bound,
+            definition.timeout if timeout is None else timeout,
+            queue or definition.queue, utcnow(), eta,
+        )
+
+    async def _record(self, record: TaskResult) -> None:
+        """Store a state change and publish it as a ``task.update`` event."""
+        await self.backend.store(record)
+        remote = self.transport.remote and self._connected
+        if remote or event_bus._subscribers:
+            event = task_event(record.to_dict)
+            event["origin"] = self.instance_id
+            event_bus.deliver(event)
+            if remote:
+                try:
+                    await self.transport.publish(event)
+                except Exception as exc:
+                    logger.warning("could not publish event for task %s: %s", record.task_id, exc)
+
+    # -- results ---------------------------------------------------------------------
+    async def get_result(self, task_id: str) -> TaskResult | None:
+        await self._ensure_ready()
+        return await self.backend.get(task_id)
+
+    async def wait_for_result(self, task_id: str, timeout: float | None = None) -> TaskResult:
+        """Wait until the task is final; raises :class:`TaskTimeoutError` after ``timeout``."""
+        await self._ensure_ready()
+        return await self.backend.wait_for(task_id, timeout)
+
+    # -- control -------------------------------------------------------------------------
+    async def cancel(self, task_id: str) -> bool:
+        """A waiting task never runs; a running one is interrupted. False if already final."""
+        await self._ensure_ready()
+        record = await self.backend.get(task_id)
+        if record is None or record.is_complete:
+            return False
+        if await self.broker.revoke(task_id):
+            record.status = TaskStatus.CANCELLED
+            record.error = "Task was cancelled before it ran"
+            record.finished_at = utcnow()
+            await self._record(record)
+            return True
+        self._on_control({"type": "control.cancel", "task_id": task_id})
+        if self.transport.remote:
+            await self.transport.publish(
+                {"type": "control.cancel", "task_id": task_id, "origin": self.instance_id})
+        return True
+
+    def _on_control(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "control.cancel" and isinstance(event.get("task_id"), str):
+            if len(self._cancelled) > 10_000:
+                self._cancelled.clear()
+            self._cancelled.add(event["task_id"])
+            if self._worker is not None:
+                self._worker.cancel_running(event["task_id"])
+
+    async def retry(self, task_id: str) -> bool:
+        """Run a failed or cancelled task again under the same id (dead letters included)."""
+        await self._ensure_ready()
+        task = await self.broker.retry_dead_letter(task_id)
+        if task is None:
+            record = await self.backend.get(task_id)
+            if record is None or record.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+                return False
+            if self.registry.get(record.task_name) is None:
+                return False
+            task = self._build_task(record.task_name, record.args, record.kwargs, record.priority,
+                                    None, None, None, task_id, None, None, record.queue)
+            await self._record(_pending_record(task))
+            await self.broker.enqueue(task)
+            return True
+        await self._record(_pending_record(task))
+        return True
+
+    async def list_dead_letters(self, limit: int | None = None, offset: int = 0) -> list[DeadLetter]:
+        await self._ensure_ready()
+        return await self.broker.list_dead_letters(limit, offset)
+
+    async def purge_dead_letters(self, task_id: str | None = None) -> int:
+        await self._ensure_ready()
+        return await self.broker.purge_dead_letters(task_id)
+
+    # -- scheduler -----------------------------------------------------------------------
+    @property
+    def scheduler(self) -> Scheduler | None:
+        return self._scheduler
+
+    def create_scheduler(self, backend: Any = None, check_interval: float = 60.0) -> Scheduler:
+        """Create (once) the scheduler bound to this app; SQLite file by default."""
+        if self._scheduler is None:
+            from flowrra.scheduler import create_scheduler
+
+            self._scheduler = create_scheduler(self, backend=backend, check_interval=check_interval)
+        return self._scheduler
+
+
+def _pending_record(task: Task) -> TaskResult:
+    return TaskResult(task.id, TaskStatus.PENDING, task.name, None, None, task.submitted_at,
+                      None, None, task.current_retry, task.args, task.kwargs, None,
+                      task.priority, task.queue)
+
+
+def _make_broker(broker: Broker | str | None, cfg: BrokerConfig | None) -> Broker:
+    if isinstance(broker, Broker):
+        return broker
+    url = broker or (cfg.url if cfg else None)
+    if url is None or url.startswith("memory://"):
+        vt = cfg.visibility_timeout if cfg else 30.0
+        return get_broker(None, visibility_timeout=vt)
+    options: dict[str, Any] = {}
+    if cfg is not None:
+        options = {"max_connections": cfg.max_connections, "socket_timeout": cfg.socket_timeout,
+                   "retry_on_timeout": cfg.retry_on_timeout, "queue_key": cfg.queue_key,
+                   "visibility_timeout": cfg.visibility_timeout}
+    return get_broker(url, **options)
+
+
+def _make_backend(backend: ResultBackend | str | None, cfg: BackendConfig | None,
+                  broker: Broker) -> ResultBackend:
+    if isinstance(backend, ResultBackend):
+        return backend
+    url = backend or (cfg.url if cfg else None) or broker.default_backend_url()
+    if url is None or url.startswith("memory://"):
+        ttl = cfg.ttl if cfg else None
+        return get_backend(None, ttl=ttl)
+    options: dict[str, Any] = {}
+    if cfg is not None:
+        options = {"ttl": cfg.ttl, "max_connections": cfg.max_connections,
+                   "socket_timeout": cfg.socket_timeout, "retry_on_timeout": cfg.retry_on_timeout}
+    return get_backend(url, **options)

@@ -1,0 +1,204 @@
+"""In-process broker: for one process only (tasks live in this process's memory).
+
+It is the zero-setup default and the fastest path; it says so in its name. Work
+queued here is lost if the process dies — use ``sqlite:///`` or ``redis://`` for
+durable delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from flowrra.brokers.base import Broker, DeadLetter, retry_dead_letter_task
+from flowrra.task import Task
+
+_Entry = tuple[int, int, Task]
+
+
+class InMemoryBroker(Broker):
+    schemes = ("memory",)
+
+    def __init__(self, *, visibility_timeout: float = 30.0, max_dead_letters: int = 10_000,
+                 dedupe_window: int = 100_000) -> None:
+        super().__init__(visibility_timeout=visibility_timeout)
+        self._ready: dict[str, list[_Entry]] = {}
+        self._delayed: list[tuple[float, int, Task]] = []
+        self._leases: dict[str, tuple[Task, float]] = {}
+        self._revoked: set[str] = set()  # ids removed while still in a heap (lazy deletion)
+        self._seq = itertools.count()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._dead: OrderedDict[str, DeadLetter] = OrderedDict()
+        self._max_dead = max_dead_letters
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._dedupe_window = dedupe_window
+        self._workers: dict[str, tuple[dict[str, Any], float]] = {}
+        self._queued_ids: set[str] = set()
+        self._next_lease_check = 0.0
+
+    # -- producing ------------------------------------------------------------------
+    async def enqueue(self, task: Task, *, dedupe: bool = False) -> bool:
+        if dedupe:
+            if task.id in self._seen or task.id in self._queued_ids or task.id in self._leases:
+                return False
+            self._seen[task.id] = None
+            if len(self._seen) > self._dedupe_window:
+                self._seen.popitem(last=False)
+        self._push(task)
+        return True
+
+    def _push(self, task: Task) -> None:
+        self._queued_ids.add(task.id)
+        self._revoked.discard(task.id)
+        if task.eta is not None and task.eta > time.time():
+            heapq.heappush(self._delayed, (task.eta, next(self._seq), task))
+        else:
+            heapq.heappush(self._ready.setdefault(task.queue, []),
+                           (task.priority, next(self._seq), task))
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+
+    async def revoke(self, task_id: str) -> bool:
+        if task_id not in self._queued_ids:
+            return False
+        self._queued_ids.discard(task_id)
+        self._revoked.add(task_id)
+        return True
+
+    # -- consuming ------------------------------------------------------------------
+    async def dequeue(self, queues: Sequence[str], worker_id: str,
+                      timeout: float = 1.0) -> Task | None:
+        deadline = None
+        while True:
+            task = self._pop(queues)
+            if task is not None:
+                self._leases[task.id] = (task, time.monotonic() + self.visibility_timeout)
+                return task
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + timeout
+            remaining = deadline - now
+            if remaining <= 0:
+                return None
+            if self._delayed:
+                remaining = min(remaining, max(0.0, self._delayed[0][0] - time.time()))
+            if self._wakeup is None:
+                self._wakeup = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(remaining):
+                    await asyncio.shield(self._wakeup)
+            except TimeoutError:
+                pass
+
+    def _pop(self, queues: Sequence[str]) -> Task | None:
+        if self._delayed:
+            self._promote_due()
+        if self._leases:
+            self._recover_expired()
+        best: list[_Entry] | None = None
+        for name in queues:
+            heap = self._ready.get(name)
+            while heap and heap[0][2].id in self._revoked:
+                self._revoked.discard(heapq.heappop(heap)[2].id)
+            if heap and (best is None or heap[0] < best[0]):
+                best = heap
+        if best is None:
+            return None
+        task = heapq.heappop(best)[2]
+        self._queued_ids.discard(task.id)
+        return task
+
+    def _promote_due(self) -> None:
+        now = time.time()
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            task = heapq.heappop(delayed)[2]
+            if task.id in self._revoked:
+                self._revoked.discard(task.id)
+                continue
+            heapq.heappush(self._ready.setdefault(task.queue, []),
+                           (task.priority, next(self._seq), task))
+
+    def _recover_expired(self) -> None:
+        now = time.monotonic()
+        if now < self._next_lease_check:
+            return
+        self._next_lease_check = now + min(1.0, self.visibility_timeout / 4)
+        expired = [task for task, deadline in self._leases.values() if deadline <= now]
+        for task in expired:
+            del self._leases[task.id]
+            task.eta = None
+            self._push(task)
+
+    async def ack(self, task: Task) -> None:
+        self._leases.pop(task.id, None)
+
+    async def requeue(self, task: Task) -> None:
+        self._leases.pop(task.id, None)
+        self._push(task)
+
+    async def release(self, tasks: Sequence[Task]) -> None:
+        for task in tasks:
+            if self._leases.pop(task.id, None) is not None:
+                self._push(task)
+
+    async def extend_leases(self, tasks: Sequence[Task], worker_id: str) -> None:
+        deadline = time.monotonic() + self.visibility_timeout
+        for task in tasks:
+            if task.id in self._leases:
+                self._leases[task.id] = (task, deadline)
+
+    # -- dead letters ---------------------------------------------------------------
+    async def dead_letter(self, task: Task, error: str) -> None:
+        self._leases.pop(task.id, None)
+        self._dead[task.id] = DeadLetter.for_task(task, error)
+        self._dead.move_to_end(task.id)
+        while len(self._dead) > self._max_dead:
+            self._dead.popitem(last=False)
+
+    async def list_dead_letters(self, limit: int | None = None, offset: int = 0) -> list[DeadLetter]:
+        letters = list(reversed(self._dead.values()))
+        return letters[offset: None if limit is None else offset + limit]
+
+    async def retry_dead_letter(self, task_id: str) -> Task | None:
+        letter = self._dead.pop(task_id, None)
+        task = retry_dead_letter_task(letter) if letter else None
+        if task is not None:
+            self._push(task)
+        return task
+
+    async def purge_dead_letters(self, task_id: str | None = None) -> int:
+        if task_id is None:
+            count = len(self._dead)
+            self._dead.clear()
+            return count
+        return 1 if self._dead.pop(task_id, None) is not None else 0
+
+    # -- introspection ----------------------------------------------------------------
+    async def stats(self) -> dict[str, int]:
+        return {
+            "queued": len(self._queued_ids) - len(self._delayed),
+            "delayed": len(self._delayed),
+            "leased": len(self._leases),
+            "dead": len(self._dead),
+        }
+
+    async def register_worker(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
+        self._workers[worker_id] = (info, time.monotonic() + ttl)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        self._workers.pop(worker_id, None)
+
+    async def list_workers(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        for worker_id in [w for w, (_, exp) in self._workers.items() if exp <= now]:
+            del self._workers[worker_id]
+        return [info for info, _ in self._workers.values()]

@@ -1,0 +1,207 @@
+"""Executors: pools of runners that claim tasks from the broker and invoke them.
+
+Each runner is one long-lived coroutine that claims a task, runs it and claims
+the next, so an I/O task costs no new asyncio Task. A runner is interrupted (for
+a time limit or a cancellation) by cancelling its coroutine with a reason set;
+the runner then absorbs that cancellation and records the outcome. CPU-bound
+tasks are sent to a process pool, ``cpu_workers`` at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from flowrra.registry import TaskDefinition
+from flowrra.task import Task
+
+if TYPE_CHECKING:
+    from flowrra.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+
+class Interrupted(Exception):
+    """A running task was stopped on purpose; ``reason`` is 'timeout' or 'cancelled'."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Runner:
+    """One slot of an executor; knows which task it holds so it can be interrupted."""
+
+    __slots__ = ("current", "handle", "in_task", "reason")
+
+    def __init__(self) -> None:
+        self.current: Task | None = None
+        self.handle: asyncio.Task[None] | None = None
+        self.in_task = False
+        self.reason: str | None = None
+
+    def interrupt(self, reason: str) -> None:
+        if self.in_task and self.reason is None and self.handle is not None:
+            self.reason = reason
+            self.handle.cancel()
+
+
+class BaseExecutor:
+    kind = "io"
+
+    def __init__(self, concurrency: int, queues: Sequence[str]) -> None:
+        if concurrency <= 0:
+            raise ValueError(f"concurrency must be greater than zero, got {concurrency}")
+        self.concurrency = concurrency
+        self.queues = tuple(queues)
+        self.runners: list[Runner] = []
+        self._stopping = False
+        self.worker: Worker | None = None
+
+    @property
+    def is_running(self) -> bool:
+        return bool(self.runners) and not self._stopping
+
+    async def start(self, worker: Worker) -> None:
+        self.worker = worker
+        self._stopping = False
+        loop = asyncio.get_running_loop()
+        for index in range(self.concurrency):
+            runner = Runner()
+            runner.handle = loop.create_task(self._run(runner), name=f"flowrra-{self.kind}-{index}")
+            self.runners.append(runner)
+
+    def request_stop(self) -> None:
+        """Stop claiming new tasks; runners finish what they hold."""
+        self._stopping = True
+
+    async def join(self, timeout: float | None) -> list[Task]:
+        """Wait for runners to finish; after ``timeout`` interrupt them. Returns unfinished tasks."""
+        handles = [r.handle for r in self.runners if r.handle is not None]
+        idle = [r.handle for r in self.runners if r.handle is not None and r.current is None]
+        for handle in idle:  # waiting in dequeue: nothing to finish
+            handle.cancel()
+        if handles:
+            done, pending = await asyncio.wait(handles, timeout=timeout)
+            unfinished = [r.current for r in self.runners
+                          if r.handle in pending and r.current is not None]
+            for handle in pending:
+                handle.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
+        else:
+            unfinished = []
+        self.runners.clear()
+        return unfinished
+
+    async def _run(self, runner: Runner) -> None:
+        worker = self.worker
+        assert worker is not None
+        broker = worker.broker
+        queues = self.queues
+        failures = 0
+        while not self._stopping:
+            try:
+                task = await broker.dequeue(queues, worker.worker_id, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                logger.warning("cannot claim tasks (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            if task is None:
+                continue
+            if self._stopping:
+                await broker.release([task])
+                break
+            runner.current = task
+            try:
+                await worker.process(task, self, runner)
+            finally:
+                runner.current = None
+
+    async def call(self, definition: TaskDefinition, task: Task, runner: Runner) -> Any:
+        """Invoke the task function; convert a deliberate interruption into :class:`Interrupted`."""
+        loop = asyncio.get_running_loop()
+        timer = (loop.call_later(task.timeout, runner.interrupt, "timeout")
+                 if task.timeout else None)
+        runner.in_task = True
+        try:
+            return await self.invoke(definition, task)
+        except asyncio.CancelledError:
+            reason = runner.reason
+            if reason is None:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            raise Interrupted(reason) from None
+        finally:
+            runner.in_task = False
+            runner.reason = None
+            if timer is not None:
+                timer.cancel()
+
+    async def invoke(self, definition: TaskDefinition, task: Task) -> Any:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Release executor resources (process pools)."""
+
+
+class IOExecutor(BaseExecutor):
+    """Runs ``async def`` tasks on the event loop, ``concurrency`` at a time."""
+
+    kind = "io"
+
+    def __init__(self, concurrency: int = 4, queues: Sequence[str] = ("default",)) -> None:
+        super().__init__(concurrency, queues)
+
+    async def invoke(self, definition: TaskDefinition, task: Task) -> Any:
+        return await definition.func(*task.args, **task.kwargs)
+
+
+def _call_in_process(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return func(*args, **kwargs)
+
+
+class CPUExecutor(BaseExecutor):
+    """Runs plain ``def`` tasks in a process pool, ``concurrency`` processes at a time.
+
+    The pool uses the ``forkserver`` start method on Linux (``spawn`` elsewhere) so
+    children never inherit the parent's threads or open connections. A CPU task
+    that exceeds its time limit or is cancelled is reported at once; its process
+    finishes the call in the background before taking new work.
+    """
+
+    kind = "cpu"
+
+    def __init__(self, concurrency: int = 1, queues: Sequence[str] = ("cpu",)) -> None:
+        super().__init__(concurrency, queues)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.concurrency, mp_context=multiprocessing.get_context(method))
+        return self._pool
+
+    async def invoke(self, definition: TaskDefinition, task: Task) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._get_pool(), _call_in_process, definition.func, task.args, task.kwargs)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: pool.shutdown(wait=True, cancel_futures=True))

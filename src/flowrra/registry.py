@@ -1,0 +1,158 @@
+"""Task registration: names, options and the checks that must fail at decoration time."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flowrra.exceptions import RegistrationError, TaskNotFoundError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Attribute set on a decorated function so ``submit(fn)`` finds its task name.
+TASK_ATTR = "__flowrra_task__"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDefinition:
+    name: str
+    func: Callable[..., Any]
+    cpu_bound: bool = False
+    max_retries: int = 3
+    retry_delay: float = 1.0
+    timeout: float | None = None
+    priority: int = 0
+    queue: str = "default"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "cpu_bound": self.cpu_bound,
+            "max_retries": self.max_retries,
+            "retry_delay": self.retry_delay,
+            "timeout": self.timeout,
+            "priority": self.priority,
+            "queue": self.queue,
+            "module": self.func.__module__,
+            "doc": inspect.getdoc(self.func),
+            "signature": _signature(self.func),
+        }
+
+
+def _signature(func: Callable[..., Any]) -> str:
+    try:
+        return str(inspect.signature(func))
+    except (TypeError, ValueError):
+        return "(...)"
+
+
+def _check_function(func: Callable[..., Any], cpu_bound: bool) -> None:
+    if not callable(func):
+        raise RegistrationError(f"@task must decorate a function, got {func!r}")
+    is_async = inspect.iscoroutinefunction(func)
+    label = getattr(func, "__qualname__", repr(func))
+    if cpu_bound and is_async:
+        raise RegistrationError(
+            f"Task {label!r} is cpu_bound=True but is 'async def'. CPU-bound tasks run in "
+            "worker processes: make it a plain 'def', or drop cpu_bound=True."
+        )
+    if not cpu_bound and not is_async:
+        raise RegistrationError(
+            f"Task {label!r} is a plain 'def'. I/O tasks must be 'async def'; for blocking "
+            "or CPU-heavy code use @app.task(cpu_bound=True)."
+        )
+    if cpu_bound:
+        qualname = getattr(func, "__qualname__", "")
+        if "<locals>" in qualname or "<lambda>" in qualname or not getattr(func, "__module__", None):
+            raise RegistrationError(
+                f"CPU-bound task {label!r} cannot be pickled by reference: define it at the "
+                "top level of an importable module (not inside a function, not a lambda)."
+            )
+
+
+class TaskRegistry:
+    """Maps task names to definitions; one registry per :class:`~flowrra.Flowrra` app."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskDefinition] = {}
+
+    def task(
+        self,
+        name: str | None = None,
+        cpu_bound: bool = False,
+        max_retries: int = 3,
+        retry_delay: float = 1.0,
+        timeout: float | None = None,
+        priority: int = 0,
+        queue: str | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function and return it unchanged (callable as before)."""
+        if max_retries < 0 or retry_delay < 0:
+            raise RegistrationError("max_retries and retry_delay must be zero or more")
+        if timeout is not None and timeout <= 0:
+            raise RegistrationError(f"timeout must be greater than zero, got {timeout!r}")
+
+        def decorator(func: F) -> F:
+            _check_function(func, cpu_bound)
+            task_name = name or f"{func.__module__}.{func.__qualname__}"
+            if task_name in self._tasks and self._tasks[task_name].func is not func:
+                raise RegistrationError(
+                    f"Task name {task_name!r} is already registered to another function; "
+                    "pass a unique name=... to @task."
+                )
+            definition = TaskDefinition(
+                name=task_name, func=func, cpu_bound=cpu_bound, max_retries=max_retries,
+                retry_delay=retry_delay, timeout=timeout, priority=priority,
+                queue=queue or ("cpu" if cpu_bound else "default"),
+            )
+            self._tasks[task_name] = definition
+            setattr(func, TASK_ATTR, task_name)
+            return func
+
+        return decorator
+
+    def register(self, definition: TaskDefinition) -> None:
+        self._tasks[definition.name] = definition
+
+    def get(self, name: str) -> TaskDefinition | None:
+        return self._tasks.get(name)
+
+    def get_or_raise(self, name: str) -> TaskDefinition:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise TaskNotFoundError(name) from None
+
+    def resolve_name(self, task_or_name: str | Callable[..., Any]) -> str:
+        """Accept a task name or a decorated function and return the registered name."""
+        if isinstance(task_or_name, str):
+            name = task_or_name
+        else:
+            name = getattr(task_or_name, TASK_ATTR, None) or getattr(
+                task_or_name, "__qualname__", repr(task_or_name))
+        if name not in self._tasks:
+            raise TaskNotFoundError(name)
+        return name
+
+    def list_tasks(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def definitions(self) -> list[TaskDefinition]:
+        return [self._tasks[name] for name in sorted(self._tasks)]
+
+    def is_registered(self, name: str) -> bool:
+        return name in self._tasks
+
+    def unregister(self, name: str) -> bool:
+        return self._tasks.pop(name, None) is not None
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._tasks))
