@@ -87,7 +87,7 @@ class BaseExecutor:
         for handle in idle:  # waiting in dequeue: nothing to finish
             handle.cancel()
         if handles:
-            done, pending = await asyncio.wait(handles, timeout=timeout)
+            _done, pending = await asyncio.wait(handles, timeout=timeout)
             unfinished = [r.current for r in self.runners
                           if r.handle in pending and r.current is not None]
             for handle in pending:
