@@ -15,9 +15,12 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
 
-def _positive(name: str, value: float | int, *, allow_zero: bool = False) -> None:
+def _positive(name: str, value: float | int, *, allow_zero: bool = False,
+              integer: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number, got {value!r}")
+    if integer and not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = "zero or more" if allow_zero else "greater than zero"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
@@ -44,7 +47,7 @@ class BrokerConfig:
 
     def __post_init__(self) -> None:
         _url("BrokerConfig.url", self.url)
-        _positive("BrokerConfig.max_connections", self.max_connections)
+        _positive("BrokerConfig.max_connections", self.max_connections, integer=True)
         _positive("BrokerConfig.socket_timeout", self.socket_timeout)
         _positive("BrokerConfig.visibility_timeout", self.visibility_timeout)
 
@@ -61,7 +64,7 @@ class BackendConfig:
         _url("BackendConfig.url", self.url)
         if self.ttl is not None:
             _positive("BackendConfig.ttl", self.ttl)
-        _positive("BackendConfig.max_connections", self.max_connections)
+        _positive("BackendConfig.max_connections", self.max_connections, integer=True)
         _positive("BackendConfig.socket_timeout", self.socket_timeout)
 
 
@@ -78,10 +81,10 @@ class ExecutorConfig:
     task_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        _positive("ExecutorConfig.io_workers", self.io_workers)
-        _positive("ExecutorConfig.cpu_workers", self.cpu_workers)
-        _positive("ExecutorConfig.max_queue_size", self.max_queue_size)
-        _positive("ExecutorConfig.max_retries", self.max_retries, allow_zero=True)
+        _positive("ExecutorConfig.io_workers", self.io_workers, integer=True)
+        _positive("ExecutorConfig.cpu_workers", self.cpu_workers, integer=True)
+        _positive("ExecutorConfig.max_queue_size", self.max_queue_size, integer=True)
+        _positive("ExecutorConfig.max_retries", self.max_retries, allow_zero=True, integer=True)
         _positive("ExecutorConfig.retry_delay", self.retry_delay, allow_zero=True)
         _positive("ExecutorConfig.max_retry_delay", self.max_retry_delay, allow_zero=True)
         if self.task_timeout is not None:
