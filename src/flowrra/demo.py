@@ -154,7 +154,8 @@ class DemoView:
                              detail=f"{running} running, {self.events} events")
 
     def table(self, title: str, describe: bool = False) -> Table:
-        columns = [s for s in STATUSES if s != "cancelled" or "cancelled" in self.status.values()]
+        present = set(self.status.values())
+        columns = [s for s in STATUSES if s in present or (not describe and s != "cancelled")]
         table = Table(title=title, title_justify="left", expand=False, padding=(0, 1))
         table.add_column("task", no_wrap=True)
         for status in columns:
@@ -369,14 +370,15 @@ _background: set[asyncio.Task[Any]] = set()
 
 def summary(view: DemoView, elapsed: float) -> Table:
     totals = view.totals()
-    table = Table(title=f"summary: {sum(totals.values())} tasks in {elapsed:.2f}s",
-                  title_justify="left")
+    table = Table(title="summary", title_justify="left")
     table.add_column("status")
     table.add_column("tasks", justify="right")
+    table.add_row("total", str(sum(totals.values())))
     for status in STATUSES:
         if totals[status]:
             table.add_row(f"[{STYLES[status]}]{status}[/]", str(totals[status]))
     table.add_row("retries", str(sum(view.retries.values())))
+    table.add_row("elapsed", f"{elapsed:.2f}s")
     return table
 
 
