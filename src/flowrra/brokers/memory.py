@@ -30,7 +30,6 @@ class InMemoryBroker(Broker):
         self._ready: dict[str, list[_Entry]] = {}
         self._delayed: list[tuple[float, int, Task]] = []
         self._leases: dict[str, tuple[Task, float]] = {}
-        self._revoked: set[str] = set()  # ids removed while still in a heap (lazy deletion)
         self._seq = itertools.count()
         self._wakeup: asyncio.Future[None] | None = None
         self._dead: OrderedDict[str, DeadLetter] = OrderedDict()
@@ -38,7 +37,9 @@ class InMemoryBroker(Broker):
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._dedupe_window = dedupe_window
         self._workers: dict[str, tuple[dict[str, Any], float]] = {}
-        self._queued_ids: set[str] = set()
+        #: The live waiting entry of each queued id. Heap entries that are not the live
+        #: entry (revoked, or superseded by a re-queue of the same id) are skipped lazily.
+        self._queued_ids: dict[str, Task] = {}
         self._next_lease_check = 0.0
 
     # -- producing ------------------------------------------------------------------
@@ -53,8 +54,7 @@ class InMemoryBroker(Broker):
         return True
 
     def _push(self, task: Task) -> None:
-        self._queued_ids.add(task.id)
-        self._revoked.discard(task.id)
+        self._queued_ids[task.id] = task
         if task.eta is not None and task.eta > time.time():
             heapq.heappush(self._delayed, (task.eta, next(self._seq), task))
         else:
@@ -69,8 +69,7 @@ class InMemoryBroker(Broker):
     async def revoke(self, task_id: str) -> bool:
         if task_id not in self._queued_ids:
             return False
-        self._queued_ids.discard(task_id)
-        self._revoked.add(task_id)
+        del self._queued_ids[task_id]
         return True
 
     # -- consuming ------------------------------------------------------------------
@@ -106,23 +105,25 @@ class InMemoryBroker(Broker):
         best: list[_Entry] | None = None
         for name in queues:
             heap = self._ready.get(name)
-            while heap and heap[0][2].id in self._revoked:
-                self._revoked.discard(heapq.heappop(heap)[2].id)
+            while heap and not self._is_live(heap[0][2]):
+                heapq.heappop(heap)
             if heap and (best is None or heap[0] < best[0]):
                 best = heap
         if best is None:
             return None
         task = heapq.heappop(best)[2]
-        self._queued_ids.discard(task.id)
+        del self._queued_ids[task.id]
         return task
+
+    def _is_live(self, task: Task) -> bool:
+        return self._queued_ids.get(task.id) is task
 
     def _promote_due(self) -> None:
         now = time.time()
         delayed = self._delayed
         while delayed and delayed[0][0] <= now:
             task = heapq.heappop(delayed)[2]
-            if task.id in self._revoked:
-                self._revoked.discard(task.id)
+            if not self._is_live(task):
                 continue
             heapq.heappush(self._ready.setdefault(task.queue, []),
                            (task.priority, next(self._seq), task))
@@ -184,9 +185,10 @@ class InMemoryBroker(Broker):
 
     # -- introspection ----------------------------------------------------------------
     async def stats(self) -> dict[str, int]:
+        delayed = sum(1 for _, _, task in self._delayed if self._is_live(task))
         return {
-            "queued": len(self._queued_ids) - len(self._delayed),
-            "delayed": len(self._delayed),
+            "queued": len(self._queued_ids) - delayed,
+            "delayed": delayed,
             "leased": len(self._leases),
             "dead": len(self._dead),
         }
