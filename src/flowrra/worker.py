@@ -38,6 +38,14 @@ def backoff_delay(retry_delay: float, attempt: int, cap: float) -> float:
     return ceiling / 2 + random.random() * ceiling / 2
 
 
+def _runner_cancelled(exc: BaseException) -> bool:
+    """True if ``exc`` is a cancellation of the running asyncio task, not one a task raised."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    current = asyncio.current_task()
+    return current is None or current.cancelling() > 0
+
+
 class Worker:
     def __init__(self, app: Flowrra, *, io_workers: int | None = None,
                  cpu_workers: int | None = None, queues: Sequence[str] = ("default",),
@@ -185,7 +193,12 @@ class Worker:
         except SerializationError as exc:
             await self._give_up(task, record, f"SerializationError: {exc}", None)
             return
-        except Exception as exc:
+        except BaseException as exc:
+            # Anything the task raises fails the task, not the runner: SystemExit, odd
+            # BaseExceptions, even a CancelledError it raised itself. Only Ctrl-C and a
+            # real cancellation of this runner (stop) propagate.
+            if isinstance(exc, KeyboardInterrupt) or _runner_cancelled(exc):
+                raise
             await self._failed(task, record, f"{type(exc).__name__}: {exc}",
                                traceback.format_exc())
             return
