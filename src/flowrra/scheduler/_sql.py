@@ -7,6 +7,7 @@ the three databases behave identically.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from abc import abstractmethod
@@ -73,6 +74,7 @@ class SQLScheduleStore(ScheduleStore):
         self.table_prefix = table_prefix
         self._sql_cache: dict[str, str] = {}
         self._opened = False
+        self._open_lock = asyncio.Lock()
 
     # -- dialect hooks ---------------------------------------------------------
     @abstractmethod
@@ -234,20 +236,22 @@ class SQLScheduleStore(ScheduleStore):
             await self.open()
 
     async def open(self) -> None:
-        if self._opened:
-            return
-        await self._connect()
-        try:
-            await self._migrate()
-        except BaseException:
-            await self._disconnect()
-            raise
-        self._opened = True
+        async with self._open_lock:
+            if self._opened:
+                return
+            await self._connect()
+            try:
+                await self._migrate()
+            except BaseException:
+                await self._disconnect()
+                raise
+            self._opened = True
 
     async def close(self) -> None:
-        if self._opened:
-            self._opened = False
-            await self._disconnect()
+        async with self._open_lock:
+            if self._opened:
+                self._opened = False
+                await self._disconnect()
 
     # -- definitions ---------------------------------------------------------------
     async def insert(self, task: ScheduledTask) -> bool:

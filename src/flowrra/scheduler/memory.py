@@ -12,6 +12,8 @@ from .models import ScheduledTask, utc
 
 __all__ = ["MemoryScheduleStore"]
 
+_TIMES = ("run_at", "anchor_at", "next_run_at", "last_run_at", "created_at", "updated_at",
+          "claim_until")
 _RUN_STATE = ("anchor_at", "next_run_at", "last_run_at", "run_count", "claimed_by", "claim_until")
 
 
@@ -34,11 +36,21 @@ class MemoryScheduleStore(ScheduleStore):
     def _bump(self) -> None:
         self._version += 1
 
+    @staticmethod
+    def _copy(task: ScheduledTask) -> ScheduledTask:
+        """A private copy with every time in UTC, like the SQL stores keep them."""
+        new = copy.deepcopy(task)
+        for name in _TIMES:
+            value = getattr(new, name)
+            if value is not None:
+                setattr(new, name, utc(value))
+        return new
+
     async def insert(self, task: ScheduledTask) -> bool:
         async with self._lock:
             if task.id in self._rows:
                 return False
-            self._rows[task.id] = copy.deepcopy(task)
+            self._rows[task.id] = self._copy(task)
             self._bump()
             return True
 
@@ -47,7 +59,7 @@ class MemoryScheduleStore(ScheduleStore):
             current = self._rows.get(task.id)
             if current is None:
                 return False
-            new = copy.deepcopy(task)
+            new = self._copy(task)
             new.created_at = current.created_at
             if not reschedule:
                 for name in _RUN_STATE:

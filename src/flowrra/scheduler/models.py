@@ -171,7 +171,13 @@ class ScheduledTask:
                 f"missed must be one of {', '.join(MISSED_POLICIES)}, got {self.missed!r}"
             )
         _resolve_zone(self.timezone)
+        if not self.task_name or len(self.task_name) > 255:
+            raise ValueError("task_name must be a string of 1-255 characters")
+        if self.description is not None and not isinstance(self.description, str):
+            raise ValueError("description must be a string or None")
         if self.kind == "cron":
+            if not isinstance(self.cron, str) or len(self.cron) > 255:
+                raise ValueError("cron must be a string of at most 255 characters")
             CronExpression(self.cron or "", self.timezone)
         elif self.kind == "interval":
             if self.interval is None or not self.interval > 0 or not math.isfinite(self.interval):

@@ -6,6 +6,7 @@ Query parameters: ``table_prefix``, ``charset`` (default utf8mb4).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,21 @@ except ImportError:  # pragma: no cover - depends on the installed extras
     CLIENT = None
 
 __all__ = ["MySQLScheduleStore"]
+
+log = logging.getLogger("flowrra.scheduler.mysql")
+
+if aiomysql is not None:
+
+    class _Cursor(aiomysql.Cursor):
+        """Logs server notes instead of raising Python warnings.
+
+        ``CREATE TABLE IF NOT EXISTS`` and ``INSERT IGNORE`` of an existing id
+        produce notes that are expected here.
+        """
+
+        async def _show_warnings(self, conn: Any) -> None:
+            for row in await conn.show_warnings() or ():
+                log.debug("MySQL: %s", row[-1])
 
 _MISSING = "The MySQL schedule store needs aiomysql: pip install flowrra[mysql]"
 
@@ -100,7 +116,7 @@ class MySQLScheduleStore(SQLScheduleStore):
     async def _session(self, transaction: bool = False) -> AsyncIterator[Session]:
         if self._pool is None:
             raise RuntimeError("MySQL schedule store is not open")
-        async with self._pool.acquire() as conn, conn.cursor() as cursor:
+        async with self._pool.acquire() as conn, conn.cursor(_Cursor) as cursor:
             if not transaction:
                 yield _MySQLSession(cursor)
                 return

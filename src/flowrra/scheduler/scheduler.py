@@ -128,15 +128,17 @@ class Scheduler:
         self._wake.set()
 
     def _task_name(self, task: Any) -> str:
+        registry = getattr(self.app, "registry", None)
         if isinstance(task, str):
             name = task
+        elif registry is not None and hasattr(registry, "resolve_name"):
+            name = registry.resolve_name(task)
         else:
             name = getattr(task, "name", None)
             if not isinstance(name, str):
                 name = f"{task.__module__}.{task.__qualname__}"
         if not name:
             raise ValueError("task_name must be a non-empty string")
-        registry = getattr(self.app, "registry", None)
         if registry is not None and not registry.is_registered(name):
             raise _unknown_task(name)
         return name
