@@ -23,7 +23,9 @@ __all__ = [
     "AuthHook",
     "UIRequest",
     "UIResponse",
+    "auth_outcome",
     "json_response",
+    "mount_prefix",
     "run_auth",
 ]
 
@@ -124,6 +126,13 @@ def json_response(data: Any, status: int = 200) -> UIResponse:
     return UIResponse(status, body, JSON_TYPE, {"Cache-Control": "no-store"})
 
 
+def auth_outcome(allowed: Any, *, failed: bool = False) -> AuthError | None:
+    """Turn an auth hook's return value into a refusal (or None to proceed)."""
+    if failed:
+        return AuthError(403, "Forbidden: the auth hook failed")
+    return None if allowed else AuthError(403, "Forbidden")
+
+
 async def run_auth(hook: AuthHook | None, native_request: Any) -> AuthError | None:
     """Run ``hook`` and return the refusal (or None when the request may proceed).
 
@@ -140,7 +149,12 @@ async def run_auth(hook: AuthHook | None, native_request: Any) -> AuthError | No
         return exc
     except Exception as exc:  # fail closed, and say why in the log
         logger.exception("flowrra UI auth hook failed: %s", exc)
-        return AuthError(403, "Forbidden: the auth hook failed")
-    if allowed:
-        return None
-    return AuthError(403, "Forbidden")
+        return auth_outcome(None, failed=True)
+    return auth_outcome(allowed)
+
+
+def mount_prefix(full_path: str, tail: str) -> str:
+    """The part of ``full_path`` before ``tail`` (the mount point, no trailing slash)."""
+    if tail and full_path.endswith(tail):
+        full_path = full_path[: len(full_path) - len(tail)]
+    return full_path.rstrip("/")

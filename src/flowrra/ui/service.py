@@ -120,8 +120,11 @@ class UIService:
                         path: str = "") -> UIResponse | None:
         """Run an adapter's auth hook; the refusal response, or None to proceed."""
         refusal = await run_auth(hook, native_request)
-        if refusal is None:
-            return None
+        return None if refusal is None else self.refusal_response(refusal)
+
+    @staticmethod
+    def refusal_response(refusal: AuthError) -> UIResponse:
+        """The 401/403 JSON response for a refused request (pages, API and static alike)."""
         response = json_response({"error": refusal.message,
                                   "code": "unauthorized" if refusal.status == 401 else "forbidden",
                                   "status": refusal.status}, refusal.status)

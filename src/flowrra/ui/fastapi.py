@@ -1,0 +1,77 @@
+"""FastAPI adapter: ``app.include_router(create_router(flowrra), prefix="/flowrra")``.
+
+The router forwards every request under its prefix to :class:`UIService` and
+serves the live socket at ``<prefix>/ws``. Guard it with ``auth=`` (a callable
+receiving the Starlette ``Request`` or ``WebSocket``; return False for 403 or
+raise :class:`flowrra.ui.AuthError` for 401) and/or FastAPI ``dependencies=``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+try:
+    from fastapi import APIRouter, Request, WebSocket
+    from fastapi.responses import JSONResponse, Response
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "flowrra.ui.fastapi needs FastAPI: pip install 'flowrra[ui-fastapi]'"
+    ) from exc
+
+from flowrra.ui.http import AuthHook, UIRequest, UIResponse, mount_prefix, run_auth
+from flowrra.ui.service import UIService
+
+if TYPE_CHECKING:
+    from flowrra.app import Flowrra
+
+__all__ = ["create_router"]
+
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _native(response: UIResponse) -> Response:
+    return Response(response.body, status_code=response.status, headers=response.headers,
+                    media_type=response.content_type)
+
+
+def create_router(flowrra: Flowrra, *, auth: AuthHook | None = None, read_only: bool = False,
+                  dependencies: Sequence[Any] | None = None,
+                  service: UIService | None = None) -> APIRouter:
+    """The dashboard, JSON API and ``/ws`` socket as a FastAPI router."""
+    service = service or UIService(flowrra, read_only=read_only)
+    router = APIRouter(dependencies=list(dependencies or []))
+
+    @router.websocket("/ws")
+    async def flowrra_socket(websocket: WebSocket) -> None:
+        refusal = await run_auth(auth, websocket)
+        if refusal is not None:
+            if "websocket.http.response" in websocket.scope.get("extensions", {}):
+                body = {"error": refusal.message, "status": refusal.status}
+                await websocket.send_denial_response(
+                    JSONResponse(body, refusal.status, headers=refusal.headers))
+            else:
+                await websocket.close(code=4000 + refusal.status, reason=refusal.message)
+            return
+        await websocket.accept()
+
+        async def receive() -> str | bytes | None:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return None
+            return message.get("text") or message.get("bytes") or ""
+
+        await service.stream(websocket.send_text, receive)
+
+    @router.api_route("/{path:path}", methods=_METHODS, include_in_schema=False)
+    async def flowrra_ui(request: Request, path: str) -> Response:
+        refusal = await service.authorize(auth, request, path)
+        if refusal is not None:
+            return _native(refusal)
+        prefix = mount_prefix(request.scope.get("path") or request.url.path, path)
+        ui_request = UIRequest(request.method, path, dict(request.query_params),
+                               dict(request.headers), await request.body())
+        return _native(await service.handle(ui_request, prefix))
+
+    router.flowrra_service = service  # type: ignore[attr-defined]
+    return router
