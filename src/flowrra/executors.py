@@ -134,21 +134,27 @@ class BaseExecutor:
         timer = (loop.call_later(task.timeout, runner.interrupt, "timeout")
                  if task.timeout else None)
         runner.in_task = True
+        value: Any = None
         try:
-            return await self.invoke(definition, task)
-        except asyncio.CancelledError:
-            reason = runner.reason
-            if reason is None:
-                raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            raise Interrupted(reason) from None
+            try:
+                value = await self.invoke(definition, task)
+            except (Exception, asyncio.CancelledError):
+                if runner.reason is None:
+                    raise
         finally:
             runner.in_task = False
-            runner.reason = None
+            reason, runner.reason = runner.reason, None
             if timer is not None:
                 timer.cancel()
+            if reason is not None:
+                # Withdraw our cancel request, even if the task swallowed it and returned,
+                # so it cannot leak into the runner's later awaits.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    current.uncancel()
+        if reason is not None:
+            raise Interrupted(reason)
+        return value
 
     async def invoke(self, definition: TaskDefinition, task: Task) -> Any:
         raise NotImplementedError
