@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import importlib.util
 import inspect
 import logging
 import sys
@@ -134,17 +133,14 @@ def _load(reference: str) -> Any:
 
 
 def _require_scheduler(flag: str) -> None:
-    if importlib.util.find_spec("flowrra.scheduler") is None or not _has_create_scheduler():
-        raise CLIError(f"{flag} needs the scheduler (flowrra.scheduler), which is not available "
-                       "in this installation of flowrra.")
-
-
-def _has_create_scheduler() -> bool:
     try:
         module = importlib.import_module("flowrra.scheduler")
-    except ImportError:
-        return False
-    return hasattr(module, "create_scheduler")
+    except ImportError as exc:
+        raise CLIError(f"{flag} needs the scheduler (flowrra.scheduler), which cannot be "
+                       f"imported: {exc}") from exc
+    if not hasattr(module, "create_scheduler"):
+        raise CLIError(f"{flag} needs flowrra.scheduler.create_scheduler, which this "
+                       "installation of flowrra does not have.")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -177,6 +173,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     configure_logging(args.loglevel)
+    app = _load(args.app)
     try:
         standalone = importlib.import_module("flowrra.ui.standalone")
     except ModuleNotFoundError as exc:

@@ -46,6 +46,11 @@ def split_reference(reference: str) -> tuple[str, str | None]:
     if sep and not attr:
         raise AppLoadError(f"{reference!r} has nothing after ':'. Name the attribute that holds "
                            "the app, e.g. 'myproject.tasks:app'.")
+    if attr:
+        path = attr.removesuffix("()")
+        if not path or not all(part.isidentifier() for part in path.split(".")):
+            raise AppLoadError(f"{attr!r} in {reference!r} is not an attribute name. Expected e.g. "
+                               "'app', 'holder.app' or 'create_app()'.")
     return module_part, attr or None
 
 
@@ -111,10 +116,7 @@ def _import_file(path: Path) -> types.ModuleType:
 
 def _resolve_attribute(module: types.ModuleType, attr: str, reference: str) -> Flowrra:
     call = attr.endswith("()")
-    path = attr[:-2] if call else attr
-    if not path or not all(part.isidentifier() for part in path.split(".")):
-        raise AppLoadError(f"{attr!r} in {reference!r} is not an attribute name. Expected e.g. "
-                           "'app', 'celery.app' or 'create_app()'.")
+    path = attr.removesuffix("()")
     value: object = module
     for part in path.split("."):
         try:
