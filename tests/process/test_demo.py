@@ -1,0 +1,69 @@
+"""``flowrra demo`` end to end, as a user runs it (a subprocess, output checked)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.process.conftest import REPO, RedisServer
+
+pytestmark = pytest.mark.slow
+
+
+def run_demo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRRA_")}
+    env["COLUMNS"] = "120"
+    return subprocess.run([sys.executable, "-m", "flowrra", "demo", "--tasks", "12", "--no-ui", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_summary(out: subprocess.CompletedProcess[str]) -> None:
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert "summary" in text
+    # 12 tasks: every kind once or more; 2 of them fail for good (broken_report, slow_export).
+    assert re.search(r"total\s*│\s*12\b", text), text
+    assert re.search(r"success\s*│\s*10\b", text), text
+    assert re.search(r"failed\s*│\s*2\b", text), text
+    for name in ("flaky_api", "crunch_numbers", "urgent_alert", "nightly_cleanup"):
+        assert name in text
+
+
+def flat(text: str) -> str:
+    """The output with rich's line wrapping undone."""
+    return " ".join(text.split())
+
+
+def test_demo_default_setup():
+    out = run_demo()
+    assert_summary(out)
+    if importlib.util.find_spec("flowrra.brokers.sqlite") is not None:
+        assert "broker sqlite:////" in flat(out.stdout)
+        assert "worker in a 'flowrra worker' subprocess" in flat(out.stdout)
+    else:
+        assert "SQLite broker not available" in flat(out.stdout)
+
+
+def test_demo_in_process():
+    out = run_demo("--in-process")
+    assert_summary(out)
+    assert "worker in this process" in flat(out.stdout)
+
+
+@pytest.mark.redis
+def test_demo_with_a_redis_broker(tmp_path):
+    if importlib.util.find_spec("flowrra.brokers.redis") is None:
+        pytest.skip("flowrra.brokers.redis does not exist yet")
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        out = run_demo("--broker", server.url)
+        assert_summary(out)
+        assert f"broker {server.url}" in flat(out.stdout)
+    finally:
+        server.stop()
