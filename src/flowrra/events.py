@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -79,7 +80,8 @@ class EventBus:
         #: removes from it, so it stays a plain list.
         self._subscribers: list[Subscriber] = []
         self._pumps: dict[Subscriber, _Pump] = {}
-        self._relays: list[Relay] = []
+        # Weak: the bus is process-wide and must not keep apps (and their results) alive.
+        self._relays: weakref.WeakSet[Relay] = weakref.WeakSet()
         self._relay_tasks: set[asyncio.Task[None]] = set()
         self.max_pending = max_pending
 
@@ -141,7 +143,7 @@ class EventBus:
     # -- cross-process relays ----------------------------------------------------------
     def add_relay(self, relay: Relay) -> None:
         if relay not in self._relays:
-            self._relays.append(relay)
+            self._relays.add(relay)
             if self._subscribers:
                 self._signal_relays(True, [relay])
 

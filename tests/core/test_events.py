@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import json
+import weakref
 
 import pytest
 
@@ -229,3 +231,24 @@ async def test_each_app_event_is_delivered_once(app: Flowrra, events) -> None:
     for task_id in ids:
         assert await _final(events, task_id, "success")
         assert events.statuses(task_id) == ["pending", "running", "success"]
+
+
+async def test_the_global_bus_does_not_keep_dropped_apps_alive() -> None:
+    """Apps register a relay on the process-wide bus; dropping an app must free it (and its
+    in-memory results), or a process that creates apps repeatedly grows without bound."""
+
+    async def lifecycle() -> weakref.ref:
+        app = Flowrra()
+
+        @app.task(name="evt.gc")
+        async def job() -> int:
+            return 1
+
+        async with app:
+            await app.wait_for_result(await app.submit(job), timeout=5)
+        return weakref.ref(app)
+
+    # Each app lives in its own asyncio task, so no frame of this test can hold it.
+    refs = [await asyncio.create_task(lifecycle()) for _ in range(3)]
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]
