@@ -1,0 +1,243 @@
+"""Coalescing helpers that let network brokers serve many coroutines with few round trips.
+
+:class:`Batcher` turns concurrent calls (100 runners each storing a result or
+acknowledging a task) into one batch call per event-loop turn, so the per-task
+cost is a future, not a network round trip.
+
+:class:`ClaimCoalescer` does the same for ``dequeue``: every waiting caller
+registers a future, and a single fetcher claims up to as many tasks as there are
+waiting callers, blocks on the broker's wake-up signal when there is nothing to
+claim, and hands each task to exactly one caller. Nothing is buffered beyond the
+callers that are waiting: a task claimed for a caller that timed out or was
+cancelled meanwhile goes to another waiting caller or straight back to the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _backoff(attempt: int) -> float:
+    return min(2.0, 0.05 * 2 ** min(attempt, 6))
+
+
+class Batcher(Generic[T, R]):
+    """Collects items submitted concurrently and flushes them together.
+
+    ``flush(items)`` returns one result per item (or ``None`` for all). One flush
+    runs at a time; items arriving meanwhile form the next batch, so batches grow
+    exactly when the backend is the bottleneck and stay at one item when idle.
+    """
+
+    def __init__(self, flush: Callable[[list[T]], Awaitable[Sequence[R] | None]], *,
+                 max_batch: int = 500, name: str = "batch") -> None:
+        self._flush = flush
+        self.max_batch = max_batch
+        self.name = name
+        self._items: list[T] = []
+        self._futures: list[asyncio.Future[R] | None] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._items.append(item)
+        self._futures.append(future)
+        self._ensure_running()
+        return await future
+
+    def submit_nowait(self, item: T) -> None:
+        """Fire and forget: the item is flushed with the next batch; failures are logged."""
+        self._items.append(item)
+        self._futures.append(None)
+        self._ensure_running()
+
+    @property
+    def pending(self) -> int:
+        return len(self._items)
+
+    def _ensure_running(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain(), name=self.name)
+
+    async def _drain(self) -> None:
+        try:
+            while self._items:
+                size = self.max_batch
+                items, futures = self._items[:size], self._futures[:size]
+                del self._items[:size], self._futures[:size]
+                try:
+                    results = await self._flush(items)
+                except asyncio.CancelledError:
+                    for future in futures:
+                        if future is not None and not future.done():
+                            future.cancel()
+                    raise
+                except Exception as exc:
+                    if all(future is None for future in futures):
+                        logger.warning("%s: dropped %d item(s): %s", self.name, len(items), exc)
+                    for future in futures:
+                        if future is not None and not future.done():
+                            future.set_exception(exc)
+                    continue
+                for index, future in enumerate(futures):
+                    if future is not None and not future.done():
+                        future.set_result(None if results is None else results[index])
+        finally:
+            self._task = None
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush what is pending (up to ``timeout``), then stop."""
+        task = self._task
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except (TimeoutError, Exception):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+#: ``claim(n, woken)`` -> (up to ``n`` claimed items, seconds until something is due or None).
+#: ``woken`` is the wake-up token ``wait`` consumed (None if it was not woken by one).
+ClaimFn = Callable[[int, Any], Awaitable[tuple[list[T], float | None]]]
+#: ``wait(seconds)`` blocks until woken or ``seconds`` pass; returns the token or None.
+WaitFn = Callable[[float], Awaitable[Any]]
+ReleaseFn = Callable[[list[T]], Awaitable[None]]
+
+
+class ClaimCoalescer(Generic[T]):
+    """One fetcher per broker instance serving every concurrent ``get`` caller."""
+
+    def __init__(self, claim: ClaimFn[T], wait: WaitFn, release: ReleaseFn[T], *,
+                 max_wait: float = 1.0, name: str = "claim") -> None:
+        self._claim = claim
+        self._wait = wait
+        self._release = release
+        self.max_wait = max_wait
+        self.name = name
+        self._waiters: deque[asyncio.Future[T | None]] = deque()
+        self._fetcher: asyncio.Task[None] | None = None
+        self._returns: list[T] = []
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def get(self, timeout: float) -> T | None:
+        """Claim one item, waiting up to ``timeout`` seconds; None if nothing came."""
+        if self._closed:
+            return None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T | None] = loop.create_future()
+        self._waiters.append(future)
+        timer = loop.call_later(max(0.0, timeout), _expire, future)
+        if self._fetcher is None:
+            self._fetcher = loop.create_task(self._fetch(), name=self.name)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.result() is not None:
+                self._hand_back(future.result())  # claimed for us just as we were cancelled
+            raise
+        finally:
+            timer.cancel()
+
+    def _live(self) -> int:
+        waiters = self._waiters
+        while waiters and waiters[0].done():
+            waiters.popleft()
+        return sum(1 for w in waiters if not w.done())
+
+    def _give(self, item: T) -> bool:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                return True
+        return False
+
+    def _hand_back(self, item: T) -> None:
+        if self._give(item):
+            return
+        self._returns.append(item)
+        task = asyncio.get_running_loop().create_task(self._release_returns())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _release_returns(self) -> None:
+        items, self._returns = self._returns, []
+        if items:
+            try:
+                await self._release(items)
+            except Exception:
+                logger.exception("%s: could not hand back %d task(s); their leases will expire "
+                                 "and they will be delivered again", self.name, len(items))
+
+    async def _fetch(self) -> None:
+        woken: Any = None
+        failures = 0
+        try:
+            while True:
+                wanted = 0 if self._closed else self._live()
+                if wanted == 0 and woken is None:
+                    return
+                try:
+                    items, due_in = await self._claim(wanted, woken)
+                except Exception as exc:
+                    woken = None
+                    failures += 1
+                    if failures in (1, 10) or failures % 100 == 0:
+                        logger.warning("%s: cannot claim tasks (%s); retrying", self.name, exc)
+                    await asyncio.sleep(_backoff(failures))
+                    continue
+                woken, failures = None, 0
+                leftovers = [item for item in items if not self._give(item)]
+                if leftovers:
+                    self._returns.extend(leftovers)
+                    await self._release_returns()
+                if wanted == 0 or len(items) >= wanted or self._live() == 0:
+                    continue
+                wait = self.max_wait if due_in is None else max(0.0, min(self.max_wait, due_in))
+                if wait <= 0:
+                    continue
+                try:
+                    woken = await self._wait(wait)
+                except Exception as exc:
+                    failures += 1
+                    logger.warning("%s: waiting for work failed (%s)", self.name, exc)
+                    await asyncio.sleep(_backoff(failures))
+        finally:
+            self._fetcher = None
+
+    async def close(self) -> None:
+        """Answer every waiting caller with None and stop the fetcher."""
+        self._closed = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+        fetcher = self._fetcher
+        if fetcher is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(fetcher), self.max_wait + 2.0)
+            except (TimeoutError, Exception):
+                fetcher.cancel()
+                await asyncio.gather(fetcher, return_exceptions=True)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    def reopen(self) -> None:
+        self._closed = False
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,319 @@
+"""Shared Redis plumbing for the broker, the result backend and the event transport.
+
+* URLs: ``redis://``, ``rediss://`` and ``unix://`` as redis-py understands them,
+  plus our own ``key_prefix`` query parameter (stripped before redis-py sees it),
+  so a whole Flowrra deployment can be namespaced by URL alone.
+* One connection pool per URL and event loop, shared by every broker, backend and
+  transport of the process and closed when the last of them closes.
+* Errors: a lost connection is retried with exponential backoff for up to
+  ``socket_timeout`` seconds (reconnecting each time); after that the caller gets a
+  :class:`~flowrra.exceptions.BackendError` that names the server, instead of a
+  redis-py exception or a hang.
+* :class:`Subscription`: a pub/sub listener that reconnects with backoff and
+  re-subscribes by itself, for completions and events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import weakref
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+try:
+    import redis.asyncio as aioredis
+    from redis import exceptions as redis_errors
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "Redis support needs the 'redis' package. Install it with: pip install 'flowrra[redis]'"
+    ) from exc
+
+from flowrra.exceptions import BackendError
+
+logger = logging.getLogger(__name__)
+
+SCHEMES = ("redis", "rediss", "unix")
+DEFAULT_PREFIX = "flowrra"
+PREFIX_PARAM = "key_prefix"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """Everything needed to reach one Redis namespace; hashable, so it keys the pool cache."""
+
+    url: str  # without our own query parameters
+    prefix: str
+    max_connections: int = 50
+    socket_timeout: float = 5.0
+    retry_on_timeout: bool = True
+
+    @classmethod
+    def from_url(cls, url: str, *, key_prefix: str | None = None, max_connections: int = 50,
+                 socket_timeout: float = 5.0, retry_on_timeout: bool = True) -> RedisSettings:
+        clean, url_prefix = split_url(url)
+        prefix = key_prefix or url_prefix or DEFAULT_PREFIX
+        if not isinstance(max_connections, int) or max_connections < 2:
+            raise ValueError(f"max_connections must be an integer of at least 2, got {max_connections!r}")
+        if not socket_timeout or socket_timeout <= 0:
+            raise ValueError(f"socket_timeout must be greater than zero, got {socket_timeout!r}")
+        return cls(clean, prefix, max_connections, float(socket_timeout), bool(retry_on_timeout))
+
+    def public_url(self) -> str:
+        """The URL with the key prefix folded back in (so other components share the namespace)."""
+        if self.prefix == DEFAULT_PREFIX:
+            return self.url
+        parts = urlsplit(self.url)
+        query = [*parse_qsl(parts.query, keep_blank_values=True), (PREFIX_PARAM, self.prefix)]
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    def display(self) -> str:
+        """The URL without credentials, for error messages and logs."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        return urlunsplit(parts._replace(netloc=netloc, query=""))
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """Validate a Redis URL; return it without ``key_prefix`` and the prefix it named."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ValueError(f"{url!r} is not a Redis URL; expected 'redis://host:6379/0', "
+                         "'rediss://host:6380/0' or 'unix:///path/to/redis.sock'")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in SCHEMES:
+        raise ValueError(f"Unsupported Redis URL scheme {scheme + '://'!r}; use one of: "
+                         + ", ".join(s + "://" for s in SCHEMES))
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefix = None
+    kept = []
+    for key, value in query:
+        if key == PREFIX_PARAM:
+            prefix = value or None
+        else:
+            kept.append((key, value))
+    if prefix is not None and not prefix.strip():
+        raise ValueError(f"{PREFIX_PARAM} in {url!r} must not be blank")
+    return urlunsplit(parts._replace(query=urlencode(kept))), prefix
+
+
+# -- one pool per URL and event loop ---------------------------------------------------
+class _PoolEntry:
+    __slots__ = ("client", "users")
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self.users = 0
+
+
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[RedisSettings, _PoolEntry]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _new_client(settings: RedisSettings) -> aioredis.Redis:
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.url,
+        max_connections=settings.max_connections,
+        timeout=settings.socket_timeout,  # wait this long for a free connection
+        socket_timeout=settings.socket_timeout,
+        socket_connect_timeout=settings.socket_timeout,
+        retry_on_timeout=False,
+        retry=Retry(NoBackoff(), 0),  # Connection.retry: we retry ourselves, see run()
+        decode_responses=True,
+        health_check_interval=30,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def acquire_client(settings: RedisSettings) -> aioredis.Redis:
+    loop = asyncio.get_running_loop()
+    per_loop = _pools.setdefault(loop, {})
+    entry = per_loop.get(settings)
+    if entry is None:
+        entry = per_loop[settings] = _PoolEntry(_new_client(settings))
+    entry.users += 1
+    return entry.client
+
+
+async def release_client(settings: RedisSettings, client: aioredis.Redis) -> None:
+    loop = asyncio.get_running_loop()
+    per_loop = _pools.get(loop, {})
+    entry = per_loop.get(settings)
+    if entry is None or entry.client is not client:
+        await client.aclose(close_connection_pool=True)
+        return
+    entry.users -= 1
+    if entry.users <= 0:
+        del per_loop[settings]
+        await client.aclose(close_connection_pool=True)
+
+
+# -- retries ---------------------------------------------------------------------------
+RETRYABLE: tuple[type[BaseException], ...] = (redis_errors.ConnectionError, OSError)
+
+
+def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:
+    """Exponential backoff with jitter in [d/2, d]."""
+    delay = min(cap, base * 2 ** min(attempt, 16))
+    return delay / 2 + random.random() * delay / 2
+
+
+class RedisConnection:
+    """A component's handle on Redis: the shared client, key naming, and retrying calls."""
+
+    def __init__(self, settings: RedisSettings, what: str) -> None:
+        self.settings = settings
+        self.prefix = settings.prefix
+        self.what = what
+        self._client: aioredis.Redis | None = None
+        self._retryable = RETRYABLE + ((redis_errors.TimeoutError,) if settings.retry_on_timeout
+                                       else ())
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    @property
+    def client(self) -> aioredis.Redis:
+        if self._client is None:
+            raise BackendError(f"Redis {self.what} is not connected; call connect() first")
+        return self._client
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    def connect(self) -> aioredis.Redis:
+        if self._client is None:
+            self._client = acquire_client(self.settings)
+        return self._client
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await release_client(self.settings, client)
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Await ``fn(*args)``; on a connection failure retry with backoff, then BackendError."""
+        if self._client is None:
+            self.connect()
+        try:
+            return await fn(*args, **kwargs)
+        except self._retryable as exc:
+            return await self._retry(fn, args, kwargs, exc)
+        except redis_errors.RedisError as exc:
+            raise BackendError(f"Redis {self.what} at {self.settings.display()} failed: {exc}") from exc
+
+    async def _retry(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...],
+                     kwargs: dict[str, Any], first: BaseException) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.socket_timeout
+        attempt, last = 0, first
+        while True:
+            delay = backoff(attempt)
+            if loop.time() + delay > deadline:
+                raise BackendError(
+                    f"Redis {self.what} at {self.settings.display()} is unreachable "
+                    f"({type(last).__name__}: {last}); gave up after "
+                    f"{self.settings.socket_timeout:g}s (socket_timeout). Is the server running?"
+                ) from last
+            logger.debug("redis %s: %s; retrying in %.2fs", self.what, last, delay)
+            await asyncio.sleep(delay)
+            attempt += 1
+            try:
+                return await fn(*args, **kwargs)
+            except self._retryable as exc:
+                last = exc
+            except redis_errors.RedisError as exc:
+                raise BackendError(
+                    f"Redis {self.what} at {self.settings.display()} failed: {exc}") from exc
+
+
+# -- pub/sub ---------------------------------------------------------------------------
+MessageHandler = Callable[[str, str], Awaitable[None] | None]
+
+
+class Subscription:
+    """Listens on channels until stopped, reconnecting with backoff after connection loss.
+
+    ``start`` returns once the server has confirmed the subscription, so a message
+    published after ``start`` returns is guaranteed to be seen. ``on_resubscribed``
+    runs after every reconnection: messages published while disconnected are lost
+    (that is pub/sub), so owners use it to re-read what they might have missed.
+    """
+
+    def __init__(self, conn: RedisConnection, channels: Collection[str], on_message: MessageHandler,
+                 on_resubscribed: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.conn = conn
+        self.channels = tuple(channels)
+        self.on_message = on_message
+        self.on_resubscribed = on_resubscribed
+        self._task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        if not self.running:
+            loop = asyncio.get_running_loop()
+            self._ready = loop.create_future()
+            self._task = loop.create_task(self._run(), name=f"flowrra-redis-sub-{self.channels[0]}")
+        assert self._ready is not None
+        await asyncio.shield(self._ready)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self._ready is not None and not self._ready.done():
+            self._ready.cancel()
+
+    async def _run(self) -> None:
+        attempt = 0
+        first = True
+        while True:
+            pubsub = self.conn.client.pubsub()
+            try:
+                await pubsub.subscribe(*self.channels)
+                async for message in pubsub.listen():
+                    kind = message["type"]
+                    if kind == "message":
+                        await self._deliver(message["channel"], message["data"])
+                    elif kind == "subscribe" and message["data"] == len(self.channels):
+                        attempt = 0
+                        if self._ready is not None and not self._ready.done():
+                            self._ready.set_result(None)
+                        if not first and self.on_resubscribed is not None:
+                            await self.on_resubscribed()
+                        first = False
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = backoff(attempt, base=0.1)
+                attempt += 1
+                if attempt in (1, 10) or attempt % 100 == 0:
+                    logger.warning("redis subscription to %s lost (%s); reconnecting in %.1fs",
+                                   ", ".join(self.channels), exc, delay)
+                await asyncio.sleep(delay)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def _deliver(self, channel: str, data: str) -> None:
+        try:
+            result = self.on_message(channel, data)
+            if result is not None:
+                await result
+        except Exception:
+            logger.exception("handler for redis channel %s failed; listening on", channel)
