@@ -126,8 +126,15 @@ async def test_emit_with_no_subscribers_is_a_no_op() -> None:
 
 # -- task.update events from the app -------------------------------------------------------
 async def _final(events: Collector, task_id: str, status: str) -> list[dict]:
+    """The updates of a task once ``status`` arrived; each keeps what was submitted."""
     await wait_until(lambda: status in events.statuses(task_id), message=f"{status} event")
-    return events.updates(task_id)
+    updates = events.updates(task_id)
+    first = updates[0]
+    for update in updates:
+        for key in ("submitted_at", "args", "kwargs", "task_name"):
+            assert update[key] == first[key], (update["status"], key)
+        assert update["submitted_at"].endswith("+00:00")
+    return updates
 
 
 async def test_success_events_carry_the_full_record(app: Flowrra, events) -> None:
@@ -154,12 +161,13 @@ async def test_success_events_carry_the_full_record(app: Flowrra, events) -> Non
 
 async def test_failure_and_retry_events(app: Flowrra, events) -> None:
     @app.task(name="evt.fail", max_retries=1, retry_delay=0.01)
-    async def fail() -> None:
+    async def fail(*args, **kwargs) -> None:
         raise LookupError("nothing here")
 
-    task_id = await app.submit(fail)
+    task_id = await app.submit(fail, 1, "a", key=[2])
     await app.wait_for_result(task_id, timeout=5)
     updates = await _final(events, task_id, "failed")
+    assert updates[-1]["args"] == [1, "a"] and updates[-1]["kwargs"] == {"key": [2]}
     assert [u["status"] for u in updates] == ["pending", "running", "retrying", "running", "failed"]
     assert updates[2]["error"] == "LookupError: nothing here" and updates[2]["retries"] == 1
     assert updates[-1]["error"] == "LookupError: nothing here" and updates[-1]["retries"] == 1
@@ -169,12 +177,12 @@ async def test_cancel_events(make_app, events, gate) -> None:
     app = await make_app(io_workers=1)
 
     @app.task(name="evt.hold")
-    async def hold() -> None:
+    async def hold(n: int) -> None:
         await gate.hold()
 
-    running = await app.submit(hold)
+    running = await app.submit(hold, 1)
     await wait_until(lambda: gate.active == 1, message="running")
-    waiting = await app.submit(hold)
+    waiting = await app.submit(hold, n=2)
     assert await app.cancel(waiting) and await app.cancel(running)
     assert [u["status"] for u in await _final(events, waiting, "cancelled")] == ["pending",
                                                                                    "cancelled"]
