@@ -67,6 +67,10 @@ async def test_validation_errors(sched):
         await sched.schedule_cron("jobs.x", "0 0 30 2 *")
     with pytest.raises(ValueError, match="positive number of seconds"):
         await sched.schedule_interval("jobs.x", 0)
+    with pytest.raises(ValueError, match=r"at least 0\.001"):
+        await sched.schedule_interval("jobs.x", 1e-9)
+    with pytest.raises(ValueError, match="number of seconds"):
+        await sched.schedule_interval("jobs.x", "5")
     with pytest.raises(ValueError, match="missed must be one of skip, run_once"):
         await sched.schedule_interval("jobs.x", 5, missed="all")
     with pytest.raises(ValueError, match="unknown time zone"):

@@ -25,6 +25,7 @@ __all__ = [
 KINDS = ("cron", "interval", "once")
 MISSED_POLICIES = ("skip", "run_once")
 _US = 1_000_000
+MIN_INTERVAL = 0.001  # seconds
 
 
 def utc(dt: datetime) -> datetime:
@@ -180,8 +181,12 @@ class ScheduledTask:
                 raise ValueError("cron must be a string of at most 255 characters")
             CronExpression(self.cron or "", self.timezone)
         elif self.kind == "interval":
-            if self.interval is None or not self.interval > 0 or not math.isfinite(self.interval):
-                raise ValueError(f"interval must be a positive number of seconds, got {self.interval!r}")
+            if (self.interval is None or not math.isfinite(self.interval)
+                    or not self.interval >= MIN_INTERVAL):
+                raise ValueError(
+                    f"interval must be a positive number of seconds (at least {MIN_INTERVAL}), "
+                    f"got {self.interval!r}"
+                )
         elif self.run_at is None:
             raise ValueError("a one-time schedule needs run_at")
         canonical_json([self.args, self.kwargs])
