@@ -31,6 +31,7 @@ class UIOptions:
     read_only: bool = False
     auth: Callable[[Any], Any] | None = None
     scheduler: bool = False
+    prefix: str = PREFIX
 
 
 @dataclass
@@ -155,7 +156,7 @@ async def fastapi_harness(options: UIOptions) -> AsyncIterator[Harness]:
     await start_app(app, options)
     web = FastAPI()
     web.include_router(create_router(app, auth=options.auth, read_only=options.read_only),
-                       prefix=PREFIX)
+                       prefix=options.prefix)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://testserver")
 
     async def send(method: str, url: str, body: bytes, headers: dict[str, str]) -> Reply:
@@ -163,7 +164,8 @@ async def fastapi_harness(options: UIOptions) -> AsyncIterator[Harness]:
         return Reply(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
 
     try:
-        yield Harness("fastapi", app, send, supports_ws=True, extra={"web": web})
+        yield Harness("fastapi", app, send, supports_ws=True, prefix=options.prefix,
+                      extra={"web": web})
     finally:
         await client.aclose()
         await app.stop()
@@ -177,7 +179,7 @@ def quart_app(app: Flowrra, options: UIOptions) -> Any:
 
     web = Quart(__name__)
     web.register_blueprint(create_blueprint(app, auth=options.auth, read_only=options.read_only),
-                           url_prefix=PREFIX)
+                           url_prefix=options.prefix)
     return web
 
 
@@ -195,7 +197,8 @@ async def quart_harness(options: UIOptions) -> AsyncIterator[Harness]:
                      await r.get_data(as_text=False))
 
     try:
-        yield Harness("quart", app, send, supports_ws=True, extra={"web": web})
+        yield Harness("quart", app, send, supports_ws=True, prefix=options.prefix,
+                      extra={"web": web})
     finally:
         await app.stop()
 
@@ -228,7 +231,7 @@ async def flask_harness(options: UIOptions) -> AsyncIterator[Harness]:
     await portal.run(start_app(app, options))
     web = Flask(__name__)
     web.register_blueprint(create_blueprint(app, auth=options.auth, read_only=options.read_only,
-                                            loop=portal.loop), url_prefix=PREFIX)
+                                            loop=portal.loop), url_prefix=options.prefix)
     client = web.test_client()
 
     def send_sync(method: str, url: str, body: bytes, headers: dict[str, str]) -> Reply:
@@ -240,7 +243,8 @@ async def flask_harness(options: UIOptions) -> AsyncIterator[Harness]:
         return await asyncio.to_thread(send_sync, method, url, body, headers)
 
     try:
-        yield Harness("flask", app, send, runner=portal.run, extra={"web": web})
+        yield Harness("flask", app, send, runner=portal.run, prefix=options.prefix,
+                      extra={"web": web})
     finally:
         await portal.run(app.stop())
         portal.close()

@@ -120,8 +120,10 @@ async def test_search_by_id_prefix_and_by_name(ui: Harness) -> None:
     b = await submit(ui, "ui.boom")
     await finish(ui, a)
     await finish(ui, b)
-    by_id = (await ui.get(f"api/executions?q={a[:8]}")).json()
-    assert [i["task_id"] for i in by_id["items"]] == [a] and by_id["q"] == a[:8]
+    exact = (await ui.get(f"api/executions?q={a}")).json()
+    assert [i["task_id"] for i in exact["items"]] == [a] and exact["q"] == a
+    by_prefix = (await ui.get(f"api/executions?q={a[:6]}")).json()
+    assert a in [i["task_id"] for i in by_prefix["items"]]
     by_name = (await ui.get("api/executions?q=BOOM")).json()
     assert [i["task_id"] for i in by_name["items"]] == [b]
     filtered = (await ui.get("api/executions?q=ui.&status=success")).json()
