@@ -13,7 +13,7 @@ import asyncio
 import logging
 import multiprocessing
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +125,11 @@ class BaseExecutor:
             runner.current = task
             try:
                 await worker.process(task, self, runner)
+            except Exception:
+                # Storage or broker failure: the task is not acked, so it is delivered
+                # again once its lease expires. The runner itself carries on.
+                logger.exception("could not record task %s (%s); it will be redelivered",
+                                 task.id, task.name)
             finally:
                 runner.current = None
 
@@ -137,7 +142,7 @@ class BaseExecutor:
         value: Any = None
         try:
             try:
-                value = await self.invoke(definition, task)
+                value = await self.invoke(definition, task)  # an awaitable, no extra frame
             except (Exception, asyncio.CancelledError):
                 if runner.reason is None:
                     raise
@@ -156,7 +161,8 @@ class BaseExecutor:
             raise Interrupted(reason)
         return value
 
-    async def invoke(self, definition: TaskDefinition, task: Task) -> Any:
+    def invoke(self, definition: TaskDefinition, task: Task) -> Awaitable[Any]:
+        """Start the call and return what to await for its value."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -171,8 +177,8 @@ class IOExecutor(BaseExecutor):
     def __init__(self, concurrency: int = 4, queues: Sequence[str] = ("default",)) -> None:
         super().__init__(concurrency, queues)
 
-    async def invoke(self, definition: TaskDefinition, task: Task) -> Any:
-        return await definition.func(*task.args, **task.kwargs)
+    def invoke(self, definition: TaskDefinition, task: Task) -> Awaitable[Any]:
+        return definition.func(*task.args, **task.kwargs)  # type: ignore[no-any-return]
 
 
 def _call_in_process(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -201,9 +207,9 @@ class CPUExecutor(BaseExecutor):
                 max_workers=self.concurrency, mp_context=multiprocessing.get_context(method))
         return self._pool
 
-    async def invoke(self, definition: TaskDefinition, task: Task) -> Any:
+    def invoke(self, definition: TaskDefinition, task: Task) -> Awaitable[Any]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
+        return loop.run_in_executor(
             self._get_pool(), _call_in_process, definition.func, task.args, task.kwargs)
 
     async def close(self) -> None:

@@ -136,6 +136,14 @@ class TaskRegistry:
             raise TaskNotFoundError(name)
         return name
 
+    def lookup(self, task_or_name: str | Callable[..., Any]) -> TaskDefinition:
+        """The definition for a name or a decorated function; TaskNotFoundError otherwise."""
+        key = task_or_name if type(task_or_name) is str else getattr(task_or_name, TASK_ATTR, None)
+        definition = self._tasks.get(key) if key is not None else None  # type: ignore[arg-type]
+        if definition is None:
+            return self.get_or_raise(self.resolve_name(task_or_name))
+        return definition
+
     def list_tasks(self) -> list[str]:
         return sorted(self._tasks)
 

@@ -60,6 +60,9 @@ class Task:
     submitted_at: datetime | None = None
     eta: float | None = None
     receipt: Any = field(default=None, compare=False, repr=False)
+    #: The pending record built at submit; only set when the task never left this
+    #: process (in-memory broker), so the worker updates it instead of building anew.
+    record: TaskResult | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {

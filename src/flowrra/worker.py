@@ -18,18 +18,21 @@ import time
 import traceback
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowrra.exceptions import SerializationError
 from flowrra.executors import BaseExecutor, CPUExecutor, Interrupted, IOExecutor, Runner
 from flowrra.serialization import ensure_serializable
-from flowrra.task import Task, TaskResult, TaskStatus, utcnow
+from flowrra.task import Task, TaskResult, TaskStatus
 
 if TYPE_CHECKING:
     from flowrra.app import Flowrra
 
 logger = logging.getLogger(__name__)
+
+
+_SCALARS = frozenset({type(None), bool, int, str})
 
 
 def backoff_delay(retry_delay: float, attempt: int, cap: float) -> float:
@@ -61,7 +64,7 @@ class Worker:
         self.max_retry_delay = cfg.max_retry_delay
         self.processed = 0
         self.failed = 0
-        self.started_at = utcnow()
+        self.started_at = datetime.now(UTC)
         self._heartbeat: asyncio.Task[None] | None = None
         self._running = False
 
@@ -85,7 +88,7 @@ class Worker:
             "processed": self.processed,
             "failed": self.failed,
             "started_at": self.started_at.isoformat(),
-            "last_seen": utcnow().isoformat(),
+            "last_seen": datetime.now(UTC).isoformat(),
         }
 
     async def start(self) -> None:
@@ -154,23 +157,9 @@ class Worker:
 
     # -- one task -------------------------------------------------------------------
     async def process(self, task: Task, executor: BaseExecutor, runner: Runner) -> None:
-        try:
-            await self._process(task, executor, runner)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # Storage or broker failure: the lease is not acked, so the task will be
-            # delivered again once it expires. The runner itself carries on.
-            logger.exception("could not record task %s (%s); it will be redelivered",
-                             task.id, task.name)
-
-    async def _process(self, task: Task, executor: BaseExecutor, runner: Runner) -> None:
+        """Run one claimed task to its next state; storage errors propagate to the runner."""
         app = self.app
-        record = TaskResult(
-            task.id, TaskStatus.RUNNING, task.name, None, None, task.submitted_at, utcnow(),
-            None, task.current_retry, task.args, task.kwargs, None, task.priority, task.queue,
-            self.worker_id,
-        )
+        record = self._running_record(task)
         definition = app.registry.get(task.name)
         if definition is None:
             await self._give_up(task, record, f"Task '{task.name}' not registered on worker "
@@ -182,7 +171,8 @@ class Worker:
         await app._record(record)
         try:
             value = await executor.call(definition, task, runner)
-            ensure_serializable(value, f"The result of task '{task.name}'")
+            if type(value) not in _SCALARS:
+                ensure_serializable(value, f"The result of task '{task.name}'")
         except Interrupted as stop:
             if stop.reason == "cancelled":
                 await self._finish_cancelled(task, record)
@@ -204,10 +194,25 @@ class Worker:
             return
         record.status = TaskStatus.SUCCESS
         record.result = value
-        record.finished_at = utcnow()
+        record.finished_at = datetime.now(UTC)
         await app._record(record)
         await self.broker.ack(task)
         self.processed += 1
+
+    def _running_record(self, task: Task) -> TaskResult:
+        record = task.record
+        if record is None:  # the task came through a shared broker: build its record
+            return TaskResult(
+                task.id, TaskStatus.RUNNING, task.name, None, None, task.submitted_at, datetime.now(UTC),
+                None, task.current_retry, task.args, task.kwargs, None, task.priority,
+                task.queue, self.worker_id,
+            )
+        record.status = TaskStatus.RUNNING
+        record.started_at = datetime.now(UTC)
+        record.retries = task.current_retry
+        record.worker = self.worker_id
+        record.next_retry_at = None
+        return record
 
     async def _failed(self, task: Task, record: TaskResult, error: str, tb: str | None) -> None:
         if task.current_retry >= task.max_retries:
@@ -218,7 +223,7 @@ class Worker:
         record.error = error
         record.traceback = tb
         record.retries = task.current_retry + 1
-        record.next_retry_at = utcnow() + timedelta(seconds=delay)
+        record.next_retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         await self.app._record(record)
         task.current_retry += 1
         task.eta = time.time() + delay
@@ -229,7 +234,7 @@ class Worker:
         record.status = TaskStatus.FAILED
         record.error = error
         record.traceback = tb
-        record.finished_at = utcnow()
+        record.finished_at = datetime.now(UTC)
         record.dead_lettered = True
         await self.app._record(record)
         await self.broker.dead_letter(task, error)
@@ -239,7 +244,7 @@ class Worker:
     async def _finish_cancelled(self, task: Task, record: TaskResult) -> None:
         record.status = TaskStatus.CANCELLED
         record.error = "Task was cancelled"
-        record.finished_at = utcnow()
+        record.finished_at = datetime.now(UTC)
         await self.app._record(record)
         await self.broker.ack(task)
         self.app._cancelled.discard(task.id)

@@ -29,7 +29,8 @@ class InMemoryBroker(Broker):
         super().__init__(visibility_timeout=visibility_timeout)
         self._ready: dict[str, list[_Entry]] = {}
         self._delayed: list[tuple[float, int, Task]] = []
-        self._leases: dict[str, tuple[Task, float]] = {}
+        # Claimed tasks by id; the lease deadline (monotonic) is kept in ``task.receipt``.
+        self._leases: dict[str, Task] = {}
         self._seq = itertools.count()
         self._wakeup: asyncio.Future[None] | None = None
         self._dead: OrderedDict[str, DeadLetter] = OrderedDict()
@@ -79,7 +80,8 @@ class InMemoryBroker(Broker):
         while True:
             task = self._pop(queues)
             if task is not None:
-                self._leases[task.id] = (task, time.monotonic() + self.visibility_timeout)
+                task.receipt = time.monotonic() + self.visibility_timeout
+                self._leases[task.id] = task
                 return task
             now = time.monotonic()
             if deadline is None:
@@ -133,7 +135,7 @@ class InMemoryBroker(Broker):
         if now < self._next_lease_check:
             return
         self._next_lease_check = now + min(1.0, self.visibility_timeout / 4)
-        expired = [task for task, deadline in self._leases.values() if deadline <= now]
+        expired = [task for task in self._leases.values() if task.receipt <= now]
         for task in expired:
             del self._leases[task.id]
             task.eta = None
@@ -154,8 +156,9 @@ class InMemoryBroker(Broker):
     async def extend_leases(self, tasks: Sequence[Task], worker_id: str) -> None:
         deadline = time.monotonic() + self.visibility_timeout
         for task in tasks:
-            if task.id in self._leases:
-                self._leases[task.id] = (task, deadline)
+            leased = self._leases.get(task.id)
+            if leased is not None:
+                leased.receipt = deadline
 
     # -- dead letters ---------------------------------------------------------------
     async def dead_letter(self, task: Task, error: str) -> None:
