@@ -13,6 +13,7 @@ current state), and every schedule method raises
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import Sequence
@@ -127,8 +128,8 @@ class FlowrraManager:
     async def health_check(self) -> dict[str, Any]:
         """``healthy`` | ``degraded`` (no live worker) | ``unhealthy`` (a store is unreachable)."""
         checks: dict[str, dict[str, Any]] = {}
-        checks["broker"] = await _probe(self._probe_broker)
-        checks["backend"] = await _probe(self.app.backend.count_by_status)
+        checks["broker"], checks["backend"] = await asyncio.gather(
+            _probe(self._probe_broker), _probe(self._probe_backend))
         workers: list[dict[str, Any]] = []
         if checks["broker"]["ok"]:
             try:
@@ -148,8 +149,12 @@ class FlowrraManager:
         return {"status": status, "checks": checks, "timestamp": utcnow().isoformat()}
 
     async def _probe_broker(self) -> Any:
-        await self._ready()
+        await self.app.broker.connect()
         return await self.app.broker.stats()
+
+    async def _probe_backend(self) -> Any:
+        await self.app.backend.connect()
+        return await self.app.backend.count_by_status()
 
     async def list_workers(self) -> list[dict[str, Any]]:
         await self._ready()

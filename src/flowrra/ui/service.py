@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from flowrra.events import EventBus
+from flowrra.exceptions import BackendError
 from flowrra.management import FlowrraManager
 from flowrra.task import utcnow
 from flowrra.ui.api import ApiRouter
@@ -77,6 +78,9 @@ class UIService:
             return await self._dispatch(request, normalize_prefix(prefix))
         except ApiError as exc:
             return exc.response()
+        except BackendError as exc:  # the broker / result store is down: say so, no 500
+            logger.warning("flowrra UI: %s", exc)
+            return ApiError(503, str(exc), "backend_unavailable").response()
         except Exception:
             logger.exception("flowrra UI failed on %s %s", request.method, request.path)
             return ApiError(500, "Internal error in the Flowrra dashboard; see the server log",
