@@ -294,19 +294,28 @@ class Flowrra:
     async def retry(self, task_id: str) -> bool:
         """Run a failed or cancelled task again under the same id (dead letters included)."""
         await self._ensure_ready()
+        record = await self.backend.get(task_id)
+        final = record is not None and record.status in (TaskStatus.FAILED, TaskStatus.CANCELLED)
+        if final:
+            # Record "pending" before the broker can hand the task to a worker: recorded
+            # after, it could overwrite the running/finished state of a fast worker.
+            await self._record(TaskResult(
+                task_id, TaskStatus.PENDING, record.task_name, None, None, record.submitted_at,
+                None, None, 0, record.args, record.kwargs, None, record.priority, record.queue))
         task = await self.broker.retry_dead_letter(task_id)
-        if task is None:
-            record = await self.backend.get(task_id)
-            if record is None or record.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
-                return False
-            if self.registry.get(record.task_name) is None:
-                return False
-            task = self._build_task(record.task_name, record.args, record.kwargs, record.priority,
-                                    task_id, queue=record.queue)
-            await self._record(task.record)  # type: ignore[arg-type]
-            await self.broker.enqueue(task)
+        if task is not None:
+            if not final:  # its record had expired
+                await self._record(_pending_record(task))
             return True
-        await self._record(_pending_record(task))
+        if record is None or not final:
+            return False
+        if self.registry.get(record.task_name) is None:
+            await self._record(record)  # nothing was queued: put the record back
+            return False
+        task = self._build_task(record.task_name, record.args, record.kwargs, record.priority,
+                                task_id, queue=record.queue)
+        task.submitted_at, task.record = record.submitted_at, None  # pending is stored above
+        await self.broker.enqueue(task)
         return True
 
     async def list_dead_letters(self, limit: int | None = None, offset: int = 0) -> list[DeadLetter]:

@@ -128,10 +128,14 @@ async def test_cancelled_task_can_be_retried(make_app, gate) -> None:
     await wait_until(lambda: gate.active == 1, message="blocker running")
     task_id = await app.submit(later, 21)
     assert await app.cancel(task_id)
+    submitted_at = (await app.get_result(task_id)).submitted_at
     gate.open.set()
     assert await app.retry(task_id) is True
+    assert (await app.get_result(task_id)).status in (TaskStatus.PENDING, TaskStatus.RUNNING,
+                                                      TaskStatus.SUCCESS)
     result = await app.wait_for_result(task_id, timeout=5)
     assert (result.status, result.result, result.args) == (TaskStatus.SUCCESS, 42, (21,))
+    assert result.submitted_at == submitted_at
 
 
 async def test_priorities_lower_first_fifo_among_equals(make_app, gate) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from flowrra import Flowrra, TaskStatus
 from flowrra.backends import InMemoryBackend
+from flowrra.brokers import InMemoryBroker
 from flowrra.worker import backoff_delay
 from tests.conftest import wait_until
 
@@ -212,8 +213,6 @@ async def test_retry_of_unknown_or_successful_task_is_refused(app: Flowrra) -> N
 
 
 async def test_dead_letters_are_bounded(make_app) -> None:
-    from flowrra.brokers import InMemoryBroker
-
     app = await make_app(broker=InMemoryBroker(max_dead_letters=2), max_retries=0)
 
     @app.task(name="nope")
@@ -339,3 +338,32 @@ async def test_results_expire_with_ttl(make_app) -> None:
 def test_in_memory_backend_rejects_bad_size() -> None:
     with pytest.raises(ValueError, match="max_results"):
         InMemoryBackend(max_results=0)
+
+
+class SlowReplyBroker(InMemoryBroker):
+    """An in-memory broker whose dead-letter retry reply takes a network round trip."""
+
+    async def retry_dead_letter(self, task_id: str):
+        task = await super().retry_dead_letter(task_id)
+        await asyncio.sleep(0.05)  # the task is already claimable while the reply travels
+        return task
+
+
+async def test_retry_never_overwrites_a_fast_workers_result(make_app) -> None:
+    """The retried task may finish before the broker's reply arrives; its result must stand."""
+    app = await make_app(broker=SlowReplyBroker(), io_workers=1)
+    healthy = False
+
+    @app.task(name="quick_retry", max_retries=0)
+    async def quick_retry() -> str:
+        if not healthy:
+            raise RuntimeError("first time")
+        return "second time"
+
+    task_id = await app.submit(quick_retry)
+    assert (await app.wait_for_result(task_id, timeout=5)).status is TaskStatus.FAILED
+    healthy = True
+    assert await app.retry(task_id) is True
+    result = await app.wait_for_result(task_id, timeout=5)
+    assert (result.status, result.result) == (TaskStatus.SUCCESS, "second time")
+    assert (await app.get_result(task_id)).status is TaskStatus.SUCCESS
