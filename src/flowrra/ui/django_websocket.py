@@ -65,6 +65,7 @@ from flowrra.ui._django_common import (
     import_object,
     resolve_auth,
 )
+from flowrra.ui._send_gate import SendGate, send_gate
 from flowrra.ui.http import AuthError, run_auth
 from flowrra.ui.stream import DEFAULT_MAX_PENDING, EventStream
 
@@ -151,6 +152,7 @@ class FlowrraConsumer(_ConsumerBase):
         self._bus = bus
         self.stream: EventStream | None = None
         self.forwarder: asyncio.Task[None] | None = None
+        self.gate: SendGate | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # A server that shuts down cancels the application without a disconnect
@@ -182,8 +184,10 @@ class FlowrraConsumer(_ConsumerBase):
             await self.close(code=1011)
             return
         await self.accept()
+        # daphne's send never waits for a slow client; the gate makes it (see _send_gate)
+        self.gate = send_gate(self.base_send)
         self.forwarder = asyncio.get_running_loop().create_task(
-            self._forward(self.stream), name="flowrra-ws-forward")
+            self._forward(self.stream, self.gate), name="flowrra-ws-forward")
 
     async def _check_auth(self) -> AuthError | None:
         try:
@@ -193,14 +197,18 @@ class FlowrraConsumer(_ConsumerBase):
             return AuthError(403, f"the auth hook cannot be loaded: {exc}")
         return await run_auth(hook, SocketRequest(self.scope))
 
-    async def _forward(self, stream: EventStream) -> None:
+    async def _forward(self, stream: EventStream, gate: SendGate) -> None:
         """Send the greeting, then every frame of the stream, until closed or the send fails."""
         try:
             # Same wire protocol as the other adapters (UIService.stream): a hello
             # once the subscription is live, then one JSON text frame per event.
             await self.send(text_data=json.dumps({"type": "hello", "read_only": self._read_only,
                                                   "server_time": utcnow().isoformat()}))
-            while (frame := await stream.next_frame()) is not None:
+            while True:
+                await gate.wait()  # while the client is not reading, states coalesce in the stream
+                frame = await stream.next_frame()
+                if frame is None:
+                    return
                 await self.send(text_data=frame)
         except asyncio.CancelledError:
             raise
@@ -219,6 +227,9 @@ class FlowrraConsumer(_ConsumerBase):
     async def _shutdown(self) -> None:
         stream, self.stream = self.stream, None
         forwarder, self.forwarder = self.forwarder, None
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.detach()
         if stream is not None:
             await stream.close()
         if forwarder is not None and not forwarder.done():
