@@ -7,7 +7,6 @@ Prints one line per check; exits non-zero on the first failure.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 

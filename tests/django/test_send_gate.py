@@ -67,7 +67,7 @@ async def test_gate_follows_the_transport_and_chains_the_old_producer() -> None:
 
 
 async def test_stop_producing_opens_the_gate() -> None:
-    send, transport, channel = daphne_like_send()
+    send, _transport, channel = daphne_like_send()
     gate = send_gate(send)
     gate.pauseProducing()
     gate.stopProducing()
