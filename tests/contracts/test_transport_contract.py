@@ -114,3 +114,21 @@ async def test_listen_is_idempotent_and_close_is_safe(make_transports):
         await receiver.close()
         await receiver.close()
         await sender.close()
+
+
+async def test_control_only_interest_filters_task_updates(make_transports):
+    async with make_transports() as new:
+        sender, receiver = new(), new()
+        needs_remote(sender)
+        if type(receiver).set_interest is EventTransport.set_interest:
+            pytest.skip("this transport ignores the control-only hint (allowed: it is a hint)")
+        inbox = Inbox()
+        await receiver.set_interest(control_only=True)
+        await receiver.listen(inbox)
+        await sender.publish({"type": "task.update", "n": 1})
+        await sender.publish({"type": "control.cancel", "n": 2})
+        await wait_until(lambda: inbox.events, timeout=10, message="control event")
+        await receiver.set_interest(control_only=False)  # while listening
+        await sender.publish({"type": "task.update", "n": 3})
+        await wait_until(lambda: len(inbox.events) >= 2, timeout=10, message="task update")
+        assert inbox.ids() == [2, 3]

@@ -48,27 +48,54 @@ local function prune(ttl_ms)
 end
 """.replace("__STATUSES__", _STATUSES)
 
-# ARGV: P, ttl_ms (0: none), then per record: id, status, json
+# ARGV: P, ttl_ms (0: none), then per record: id, status, json.
+# One SET per record (its GET reply tells which index held the id before); the index
+# updates are grouped into one ZREM / ZADD per status for the whole batch.
 _STORE = _COMMON + r"""
 local FINAL = __FINAL__
 local ttl = tonumber(ARGV[2])
 local now = now_us()
 local clock = tonumber(redis.call('GET', P .. ':results:clock') or '0')
+local before, after, order = {}, {}, {}
 for i = 3, #ARGV, 3 do
   local id, status, record = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if now <= clock then now = clock + 1 end
   clock = now
+  local old
   if ttl > 0 then
-    redis.call('SET', P .. ':result:' .. id, record, 'PX', ttl)
+    old = redis.call('SET', P .. ':result:' .. id, record, 'PX', ttl, 'GET')
   else
-    redis.call('SET', P .. ':result:' .. id, record)
+    old = redis.call('SET', P .. ':result:' .. id, record, 'GET')
   end
-  for _, s in ipairs(STATUSES) do
-    if s ~= status then redis.call('ZREM', P .. ':results:' .. s, id) end
+  if before[id] == nil then
+    -- our records start {"task_id":...,"status":"..."}; no string value can contain
+    -- the unescaped sequence "status":" so the first match is the record's status
+    before[id] = old and (string.match(old, '"status":"(%l+)"') or '*') or false
+    order[#order + 1] = id
   end
-  redis.call('ZADD', P .. ':results:' .. status, string.format('%.0f', now), id)
+  after[id] = {status, string.format('%.0f', now)}
   if FINAL[status] then redis.call('PUBLISH', P .. ':done', id .. '\n' .. record) end
 end
+local adds, rems = {}, {}
+for _, id in ipairs(order) do
+  local status, score = after[id][1], after[id][2]
+  local add = adds[status]
+  if not add then add = {}; adds[status] = add end
+  add[#add + 1] = score
+  add[#add + 1] = id
+  local was = before[id]
+  if was == '*' then
+    for _, s in ipairs(STATUSES) do
+      if s ~= status then redis.call('ZREM', P .. ':results:' .. s, id) end
+    end
+  elseif was and was ~= status then
+    local rem = rems[was]
+    if not rem then rem = {}; rems[was] = rem end
+    rem[#rem + 1] = id
+  end
+end
+for status, ids in pairs(rems) do redis.call('ZREM', P .. ':results:' .. status, unpack(ids)) end
+for status, add in pairs(adds) do redis.call('ZADD', P .. ':results:' .. status, unpack(add)) end
 redis.call('SET', P .. ':results:clock', string.format('%.0f', clock))
 return 1
 """.replace("__FINAL__", _FINAL)

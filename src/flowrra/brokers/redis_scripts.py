@@ -71,31 +71,36 @@ local function make_ready(id, v, now, max_dead, tokens)
   add_dead(id, cjson.encode({task_id = id, task_name = '', failed_at_ms = now,
     error = 'message could not be decoded', payload = cjson.null, raw = string.sub(v, 17)}), max_dead)
 end
--- Store and queue one task; returns 'ready' or 'delayed'.
+local function hint()
+  if redis.call('LLEN', P .. ':hint') < 16 then redis.call('RPUSH', P .. ':hint', '1') end
+end
+-- Store and queue one task (requeue, dead-letter retry), waking a worker.
 local function enqueue_one(id, queue, prio, eta, payload, now)
   local header = string.format('%016x', redis.call('INCR', P .. ':seq'))
   redis.call('HSET', P .. ':msg', id, header .. payload)
   local e = tonumber(eta)
   if e and e > now then
     redis.call('ZADD', P .. ':delayed', num(e), id)
-    return 'delayed'
+    hint()
+    return
   end
   redis.call('ZREM', P .. ':delayed', id)
   redis.call('ZADD', P .. ':q:' .. queue, prio, header .. id)
   redis.call('SADD', P .. ':queues', queue)
-  return 'ready'
-end
-local function hint()
-  if redis.call('LLEN', P .. ':hint') < 16 then redis.call('RPUSH', P .. ':hint', '1') end
+  push_tokens(queue, 1)
 end
 """
 
-# ARGV: P, dedupe_ttl_s, then per task: id, queue, priority, eta_ms|'', dedupe '1'|'0', payload
+# ARGV: P, dedupe_ttl_s, then per task: id, queue, priority, eta_ms|'', dedupe '1'|'0', payload.
+# A handful of commands per batch, none per task (dedupe checks aside).
 ENQUEUE = _COMMON + r"""
 local now = now_ms()
-local out, tokens, delayed = {}, {}, false
+local count = (#ARGV - 2) / 6
+local seq = redis.call('INCRBY', P .. ':seq', count) - count
+local out, msg, ready, ready_ids, delayed = {}, {}, {}, {}, {}
 for i = 3, #ARGV, 6 do
-  local id, queue = ARGV[i], ARGV[i + 1]
+  seq = seq + 1
+  local id, queue, eta = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 3])
   local ok = 1
   if ARGV[i + 4] == '1' then
     if redis.call('HEXISTS', P .. ':msg', id) == 1
@@ -104,16 +109,33 @@ for i = 3, #ARGV, 6 do
     end
   end
   if ok == 1 then
-    if enqueue_one(id, queue, ARGV[i + 2], ARGV[i + 3], ARGV[i + 5], now) == 'ready' then
-      tokens[queue] = (tokens[queue] or 0) + 1
+    local header = string.format('%016x', seq)
+    msg[#msg + 1] = id
+    msg[#msg + 1] = header .. ARGV[i + 5]
+    if eta and eta > now then
+      delayed[#delayed + 1] = num(eta)
+      delayed[#delayed + 1] = id
     else
-      delayed = true
+      local q = ready[queue]
+      if not q then q = {}; ready[queue] = q end
+      q[#q + 1] = ARGV[i + 2]
+      q[#q + 1] = header .. id
+      ready_ids[#ready_ids + 1] = id
     end
   end
   out[#out + 1] = ok
 end
-for queue, n in pairs(tokens) do push_tokens(queue, n) end
-if delayed then hint() end
+if #msg > 0 then redis.call('HSET', P .. ':msg', unpack(msg)) end
+if #ready_ids > 0 then redis.call('ZREM', P .. ':delayed', unpack(ready_ids)) end
+if #delayed > 0 then
+  redis.call('ZADD', P .. ':delayed', unpack(delayed))
+  hint()
+end
+for queue, q in pairs(ready) do
+  redis.call('ZADD', P .. ':q:' .. queue, unpack(q))
+  redis.call('SADD', P .. ':queues', queue)
+  push_tokens(queue, #q / 2)
+end
 return out
 """
 
@@ -139,31 +161,50 @@ local queues = {}
 for i = 7, #ARGV do queues[#queues + 1] = ARGV[i] end
 local out = {-1}
 local claimed = {}
-local deadline = num(now + vt)
-local total, rounds = 0, 0
-while total < n and rounds < n * 2 + 2 do
-  rounds = rounds + 1
-  local best, bq, bscore = nil, nil, nil
+local total = 0
+if n > 0 then
+  -- candidates: the best n of every requested queue, merged by (priority, sequence)
+  local cand = {}
   for _, q in ipairs(queues) do
-    local head = redis.call('ZRANGE', P .. ':q:' .. q, 0, 0, 'WITHSCORES')
-    if head[1] then
-      local score = tonumber(head[2])
-      if best == nil or score < bscore or (score == bscore and head[1] < best) then
-        best, bq, bscore = head[1], q, score
+    local head = redis.call('ZRANGE', P .. ':q:' .. q, 0, n - 1, 'WITHSCORES')
+    for i = 1, #head, 2 do cand[#cand + 1] = {tonumber(head[i + 1]), head[i], q} end
+  end
+  if #queues > 1 then
+    table.sort(cand, function(a, b)
+      if a[1] ~= b[1] then return a[1] < b[1] end
+      return a[2] < b[2]
+    end)
+  end
+  local take, ids, removed = math.min(n, #cand), {}, {}
+  for i = 1, take do
+    local c = cand[i]
+    ids[i] = string.sub(c[2], 17)
+    local r = removed[c[3]]
+    if not r then r = {}; removed[c[3]] = r end
+    r[#r + 1] = c[2]
+  end
+  for q, members in pairs(removed) do redis.call('ZREM', P .. ':q:' .. q, unpack(members)) end
+  if take > 0 then
+    local values = redis.call('HMGET', P .. ':msg', unpack(ids))
+    local deadline = num(now + vt)
+    local leases, owners = {}, {}
+    for i = 1, take do
+      local v, c = values[i], cand[i]
+      if v and string.sub(v, 1, 16) == string.sub(c[2], 1, 16) then
+        leases[#leases + 1] = deadline
+        leases[#leases + 1] = ids[i]
+        owners[#owners + 1] = ids[i]
+        owners[#owners + 1] = worker
+        out[#out + 1] = ids[i]
+        out[#out + 1] = v
+        claimed[c[3]] = (claimed[c[3]] or 0) + 1
+        total = total + 1
       end
     end
-  end
-  if best == nil then break end
-  redis.call('ZREM', P .. ':q:' .. bq, best)
-  local id = string.sub(best, 17)
-  local v = redis.call('HGET', P .. ':msg', id)
-  if v and string.sub(v, 1, 16) == string.sub(best, 1, 16) then
-    redis.call('ZADD', P .. ':leases', deadline, id)
-    redis.call('HSET', P .. ':owner', id, worker)
-    out[#out + 1] = id
-    out[#out + 1] = v
-    claimed[bq] = (claimed[bq] or 0) + 1
-    total = total + 1
+    if total > 0 then
+      redis.call('ZADD', P .. ':leases', unpack(leases))
+      redis.call('HSET', P .. ':owner', unpack(owners))
+    end
   end
 end
 -- wake tokens track ready tasks per queue; the token BLPOP consumed counts as one claimed
@@ -204,11 +245,7 @@ local now = now_ms()
 local id, queue = ARGV[2], ARGV[3]
 redis.call('ZREM', P .. ':leases', id)
 redis.call('HDEL', P .. ':owner', id)
-if enqueue_one(id, queue, ARGV[4], ARGV[5], ARGV[6], now) == 'ready' then
-  push_tokens(queue, 1)
-else
-  hint()
-end
+enqueue_one(id, queue, ARGV[4], ARGV[5], ARGV[6], now)
 return 1
 """
 
@@ -282,7 +319,6 @@ local id, queue = ARGV[2], ARGV[3]
 if redis.call('ZREM', P .. ':dead', id) == 0 then return 0 end
 redis.call('HDEL', P .. ':deadmsg', id)
 enqueue_one(id, queue, ARGV[4], '', ARGV[5], now_ms())
-push_tokens(queue, 1)
 return 1
 """
 

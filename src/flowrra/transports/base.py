@@ -37,6 +37,14 @@ class EventTransport(ABC):
     @abstractmethod
     async def stop_listening(self) -> None: ...
 
+    async def set_interest(self, *, control_only: bool) -> None:
+        """Hint: this process needs only ``control.*`` events (no local subscriber wants the rest).
+
+        A busy worker would otherwise receive, decode and discard every task update
+        of the whole deployment, its own included. Transports that cannot filter
+        ignore the hint and keep delivering everything, which stays correct.
+        """
+
     async def close(self) -> None:
         await self.stop_listening()
 
@@ -68,6 +76,7 @@ class TransportRelay:
         self._bus_demand = False
         self._pinned = False
         self._listening = False
+        self._control_only: bool | None = None
         self._lock = asyncio.Lock()
 
     async def set_demand(self, wanted: bool) -> None:
@@ -86,6 +95,10 @@ class TransportRelay:
     async def _sync(self) -> None:
         async with self._lock:
             wanted = self._bus_demand or self._pinned
+            control_only = not self._bus_demand
+            if wanted and self._control_only != control_only:
+                self._control_only = control_only
+                await self.transport.set_interest(control_only=control_only)
             if wanted and not self._listening:
                 await self.transport.listen(self._on_event)
                 self._listening = True

@@ -47,6 +47,7 @@ class RedisTransport(EventTransport):
             self._flush, max_batch=1000, name="flowrra-redis-events")
         self._subscription: Subscription | None = None
         self._handler: EventHandler | None = None
+        self._control_only = False
         self._dropped = 0
 
     async def publish(self, event: dict[str, Any]) -> None:
@@ -71,13 +72,27 @@ class RedisTransport(EventTransport):
         args = [part for item in items for part in item]
         await self._conn.run(self._script, args=args)
 
+    @property
+    def channels(self) -> tuple[str, ...]:
+        if self._control_only:
+            return (self.control_channel,)
+        return (self.events_channel, self.control_channel)
+
     async def listen(self, handler: EventHandler) -> None:
         self._handler = handler
         if self._subscription is None:
             self._conn.connect()
-            self._subscription = Subscription(
-                self._conn, (self.events_channel, self.control_channel), self._on_message)
+            self._subscription = Subscription(self._conn, self.channels, self._on_message)
         await self._subscription.start()
+
+    async def set_interest(self, *, control_only: bool) -> None:
+        if control_only == self._control_only:
+            return
+        self._control_only = control_only
+        if self._subscription is not None:  # re-subscribe to the new set of channels
+            await self.stop_listening()
+            assert self._handler is not None
+            await self.listen(self._handler)
 
     async def _on_message(self, channel: str, data: str) -> None:
         handler = self._handler
