@@ -24,14 +24,14 @@ logger = logging.getLogger(__name__)
 flowrra = Flowrra(Config.from_env())
 
 
-@flowrra.task()
+@flowrra.task(name="demo.sleep_then_echo")
 async def sleep_then_echo(message: str = "hello", seconds: float = 1.0) -> str:
     """A task that is visibly *running* for a moment before it succeeds."""
     await asyncio.sleep(seconds)
     return message
 
 
-@flowrra.task(max_retries=2, retry_delay=0.5)
+@flowrra.task(name="demo.flaky", max_retries=2, retry_delay=0.5)
 async def flaky(failure_rate: float = 0.5) -> str:
     """Fails now and then, so the dashboard shows retries and failures too."""
     await asyncio.sleep(0.2)
