@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode
 
 try:
     import redis.asyncio as aioredis
@@ -71,16 +71,14 @@ class RedisSettings:
         """The URL with the key prefix folded back in (so other components share the namespace)."""
         if self.prefix == DEFAULT_PREFIX:
             return self.url
-        parts = urlsplit(self.url)
-        query = [*parse_qsl(parts.query, keep_blank_values=True), (PREFIX_PARAM, self.prefix)]
-        return urlunsplit(parts._replace(query=urlencode(query)))
+        joiner = "&" if "?" in self.url else "?"
+        return f"{self.url}{joiner}{urlencode({PREFIX_PARAM: self.prefix})}"
 
     def display(self) -> str:
-        """The URL without credentials, for error messages and logs."""
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        return urlunsplit(parts._replace(netloc=netloc, query=""))
+        """The URL without credentials or options, for error messages and logs."""
+        base = self.url.split("?", 1)[0]
+        scheme, rest = base.split("://", 1)
+        return f"{scheme}://{rest.rsplit('@', 1)[-1]}"
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -92,18 +90,19 @@ def split_url(url: str) -> tuple[str, str | None]:
     if scheme not in SCHEMES:
         raise ValueError(f"Unsupported Redis URL scheme {scheme + '://'!r}; use one of: "
                          + ", ".join(s + "://" for s in SCHEMES))
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
+    if "?" not in url:
+        return url, None
+    base, query = url.split("?", 1)
     prefix = None
     kept = []
-    for key, value in query:
+    for key, value in parse_qsl(query, keep_blank_values=True):
         if key == PREFIX_PARAM:
-            prefix = value or None
+            if not value.strip():
+                raise ValueError(f"{PREFIX_PARAM} in {url!r} must not be blank")
+            prefix = value
         else:
             kept.append((key, value))
-    if prefix is not None and not prefix.strip():
-        raise ValueError(f"{PREFIX_PARAM} in {url!r} must not be blank")
-    return urlunsplit(parts._replace(query=urlencode(kept))), prefix
+    return (f"{base}?{urlencode(kept)}" if kept else base), prefix
 
 
 # -- one pool per URL and event loop ---------------------------------------------------

@@ -88,7 +88,7 @@ async def inject_raw(broker: RedisBroker, task_id: str, raw: str, queue: str) ->
     """Write an undecodable message straight into the broker's keys, as corruption would."""
     client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
-        header = "%016x" % await client.incr(f"{broker.prefix}:seq")
+        header = f"{await client.incr(f'{broker.prefix}:seq'):016x}"
         await client.hset(f"{broker.prefix}:msg", task_id, header + raw)
         await client.zadd(f"{broker.prefix}:q:{queue}", {header + task_id: 0})
         await client.sadd(f"{broker.prefix}:queues", queue)
