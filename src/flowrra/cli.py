@@ -211,7 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"flowrra {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # a signal arrived before the handlers were installed
+    except KeyboardInterrupt:
+        # Before the signal handlers are installed, or raised by a task (a CPU pool
+        # process that received the terminal's Ctrl-C): say so rather than exit silently.
+        print(f"flowrra {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -28,7 +28,17 @@ from tests.conftest import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 APP_REF = "tests.apps.procapp:app"
-BROKER_MODULES = {"sqlite": "flowrra.brokers.sqlite", "redis": "flowrra.brokers.redis"}
+DURABLE_MODULES = {
+    "sqlite": ("flowrra.brokers.sqlite", "flowrra.backends.sqlite"),
+    "redis": ("flowrra.brokers.redis", "flowrra.backends.redis"),
+}
+
+
+def require_durable(kind: str) -> None:
+    """Skip while the broker or backend of ``kind`` is not written yet."""
+    for module in DURABLE_MODULES[kind]:
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} does not exist yet")
 
 
 def free_port() -> int:
@@ -92,9 +102,7 @@ class RedisServer:
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def broker_url(request, tmp_path) -> Iterator[str]:
-    module = BROKER_MODULES[request.param]
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} does not exist yet")
+    require_durable(request.param)
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'broker.db'}"
         return

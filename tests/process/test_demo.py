@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.process.conftest import REPO, RedisServer
+from tests.process.conftest import REPO, RedisServer, require_durable
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +57,7 @@ def test_demo_in_process():
 
 @pytest.mark.redis
 def test_demo_with_a_redis_broker(tmp_path):
-    if importlib.util.find_spec("flowrra.brokers.redis") is None:
-        pytest.skip("flowrra.brokers.redis does not exist yet")
+    require_durable("redis")
     server = RedisServer(tmp_path / "redis")
     server.start()
     try:

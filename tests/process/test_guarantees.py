@@ -8,7 +8,6 @@ that only the mechanism under test can explain the outcome within the deadline.
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from flowrra.events import event_bus
 from tests.apps.procapp import count, read_executions
 from tests.conftest import wait_until
-from tests.process.conftest import RedisServer, wait_all_success
+from tests.process.conftest import RedisServer, require_durable, wait_all_success
 
 pytestmark = pytest.mark.slow
 
@@ -180,8 +179,7 @@ async def test_events_of_another_process_reach_the_local_bus(broker_url, side_di
 @pytest.mark.redis
 async def test_work_survives_a_redis_restart(tmp_path, side_dir, start_worker, make_producer):
     """(f) Restart the Redis server under a worker and a producer; everything still completes."""
-    if importlib.util.find_spec("flowrra.brokers.redis") is None:
-        pytest.skip("flowrra.brokers.redis does not exist yet")
+    require_durable("redis")
     server = RedisServer(tmp_path / "redis", appendonly=True)  # data survives the restart
     server.start()
     try:
