@@ -167,7 +167,11 @@ class Flowrra:
     # -- submission ------------------------------------------------------------------
     async def submit(self, task_or_name: TaskRef, *args: Any, priority: int = 0,
                      **kwargs: Any) -> str:
-        """Queue a task and return its id; lower ``priority`` runs first."""
+        """Queue a task and return its id; lower ``priority`` runs first.
+
+        ``priority`` defaults to 0 as in flowrra 0.1; a default set with
+        ``@app.task(priority=...)`` applies to ``apply_async`` and schedules.
+        """
         if not self._connected:
             await self._ensure_ready()
         task = self._build_task(task_or_name, args, kwargs, priority)

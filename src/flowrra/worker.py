@@ -119,7 +119,7 @@ class Worker:
             unfinished += await executor.join(timeout if wait else 0)
         if unfinished:
             logger.warning("handing back %d unfinished task(s) to the broker", len(unfinished))
-            await self._quietly(self.broker.release(unfinished))
+            await self._quietly(self._hand_back(unfinished))
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
@@ -127,6 +127,16 @@ class Worker:
             await executor.close()
         await self._quietly(self.broker.unregister_worker(self.worker_id))
         self._running = False
+
+    async def _hand_back(self, tasks: list[Task]) -> None:
+        """Record tasks as waiting again (not running), then return them to the broker."""
+        for task in tasks:
+            record = self._running_record(task)
+            record.status = TaskStatus.PENDING
+            record.started_at = None
+            record.worker = None
+            await self.app._record(record)
+        await self.broker.release(tasks)
 
     async def _quietly(self, aw: Any) -> None:
         try:
