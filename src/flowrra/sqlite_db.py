@@ -27,6 +27,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import queue
@@ -68,16 +69,70 @@ MIGRATIONS: dict[int, Sequence[str]] = {
         "CREATE TABLE flowrra_workers (id TEXT PRIMARY KEY, info TEXT NOT NULL, "
         "expires_at REAL NOT NULL)",
         # Result backend: one row per task id.
+        # done_seq numbers final records in commit order, for waiters in other processes.
         "CREATE TABLE flowrra_results (task_id TEXT PRIMARY KEY, task_name TEXT NOT NULL, "
-        "status TEXT NOT NULL, updated_at REAL NOT NULL, expires_at REAL, record TEXT NOT NULL)",
+        "status TEXT NOT NULL, updated_at REAL NOT NULL, expires_at REAL, done_seq INTEGER, "
+        "record TEXT NOT NULL)",
         "CREATE INDEX flowrra_results_status ON flowrra_results (status, updated_at)",
         "CREATE INDEX flowrra_results_expiry ON flowrra_results (expires_at) "
         "WHERE expires_at IS NOT NULL",
+        "CREATE INDEX flowrra_results_done ON flowrra_results (done_seq) WHERE done_seq IS NOT NULL",
+        "CREATE TABLE flowrra_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        "INSERT INTO flowrra_counters (name, value) VALUES ('results_done', 0)",
         # Event transport: an append-only log tailed by id, pruned by age and size.
         "CREATE TABLE flowrra_events (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-        "created_at REAL NOT NULL, body TEXT NOT NULL)",
+        "created_at REAL NOT NULL, control INTEGER NOT NULL, body TEXT NOT NULL)",
     ),
 }
+
+
+#: Row counts of multi-row statements: few distinct statement texts (so they stay in the
+#: statement cache) and at most 128 x 7 = 896 parameters (under the old limit of 999).
+_CHUNKS = (128, 16, 4, 1)
+
+
+@functools.lru_cache(maxsize=256)
+def _values_sql(head: str, width: int, count: int, tail: str) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return f"{head} VALUES {', '.join([row] * count)}{tail}"
+
+
+@functools.lru_cache(maxsize=256)
+def _in_sql(template: str, count: int) -> str:
+    return template.format(marks=", ".join("?" * count))
+
+
+def _chunked(items: Sequence[Any]) -> list[Sequence[Any]]:
+    parts, start = [], 0
+    for size in _CHUNKS:
+        while len(items) - start >= size:
+            parts.append(items[start:start + size])
+            start += size
+    return parts
+
+
+def insert_rows(conn: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]],
+                tail: str = "") -> None:
+    """Insert many rows with a few multi-row statements.
+
+    Each ``sqlite3`` step releases and re-takes the GIL, which costs up to a thread
+    switch interval while the event loop is busy, so statements that carry many
+    rows at once matter more here than anything else.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    for part in _chunked(rows):
+        conn.execute(_values_sql(head, width, len(part), tail), [v for row in part for v in row])
+
+
+def execute_in(conn: sqlite3.Connection, template: str, keys: Sequence[Any],
+               before: Sequence[Any] = ()) -> int:
+    """Run ``template`` (with ``{marks}`` for an IN list) over ``keys`` in a few statements."""
+    changed = 0
+    for part in _chunked(keys):
+        changed += conn.execute(_in_sql(template, len(part)), [*before, *part]).rowcount
+    return changed
 
 
 def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
@@ -133,6 +188,7 @@ class SQLiteDatabase:
         if synchronous not in _SYNC_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNC_MODES)}, got {synchronous!r}")
         self.path = path
+        self._wal = path + "-wal"
         self.synchronous = synchronous
         self.lock_timeout = lock_timeout
         self._users = 0
@@ -142,7 +198,7 @@ class SQLiteDatabase:
         self._watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watch] = (
             weakref.WeakKeyDictionary())
         #: ``stat`` signature of the files right after this process's last commit.
-        self.own_signature: tuple[int, ...] | None = None
+        self.own_signature: tuple[int, int, int] | None = None
         #: Bumped when a commit of another process is seen just before one of ours.
         self.foreign_changes = 0
 
@@ -226,17 +282,13 @@ class SQLiteDatabase:
             elif not loop.is_closed():
                 loop.call_soon_threadsafe(watch.changed, topic)
 
-    def signature(self) -> tuple[int, ...]:
-        """Cheap fingerprint of the file's last modification (the WAL, then the main file)."""
-        out: list[int] = []
-        for name in (self.path + "-wal", self.path):
-            try:
-                st = os.stat(name)
-            except OSError:
-                out += (0, 0)
-            else:
-                out += (st.st_mtime_ns, st.st_size)
-        return tuple(out)
+    def signature(self) -> tuple[int, int, int]:
+        """Cheap fingerprint of the last commit: every commit appends to (or rewrites) the WAL."""
+        try:
+            st = os.stat(self._wal)
+        except OSError:
+            return (0, 0, 0)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     # -- the database thread -------------------------------------------------------------
     def _serve(self) -> None:
@@ -284,8 +336,9 @@ class SQLiteDatabase:
         folder = os.path.dirname(self.path)
         if folder and not os.path.isdir(folder):
             raise BackendError(f"the folder {folder!r} does not exist; create it or fix the URL")
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True,
-                               timeout=min(self.lock_timeout, 1.0))
+        # No SQLite busy handler: its first sleep is a whole millisecond, while locks here
+        # are held for tens of microseconds. _retry_locked polls far more finely instead.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True, timeout=0)
         try:
             self._retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone())
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
@@ -319,7 +372,7 @@ class SQLiteDatabase:
     def _retry_locked(self, fn: Callable[[], T]) -> T:
         """Call ``fn``, retrying while another process holds the lock, up to ``lock_timeout``."""
         deadline = time.monotonic() + self.lock_timeout
-        delay = 0.001
+        delay = 0.00005
         while True:
             try:
                 return fn()
@@ -332,7 +385,7 @@ class SQLiteDatabase:
                         f"than {self.lock_timeout:g}s; is a process stuck inside a transaction?"
                     ) from exc
                 time.sleep(delay)
-                delay = min(delay * 2, 0.05)
+                delay = min(delay * 1.5, 0.005)
 
     def _run_batch(self, conn: sqlite3.Connection | None, batch: list[_Job]) -> None:
         if conn is None:
@@ -352,6 +405,17 @@ class SQLiteDatabase:
         self._deliver(outcomes)
 
     def _run_writes(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, bool, Any]]:
+        """Run ``jobs`` in one transaction; if one fails, run each in its own instead.
+
+        Jobs are pure database functions, so re-running them after a rollback is
+        safe, and the common case pays for no savepoints.
+        """
+        outcomes = self._transaction(conn, jobs)
+        if len(jobs) == 1 or all(ok for _job, ok, _value in outcomes):
+            return outcomes
+        return [outcome for job in jobs for outcome in self._transaction(conn, [job])]
+
+    def _transaction(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, bool, Any]]:
         try:
             self._retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
         except BaseException as exc:
@@ -360,31 +424,20 @@ class SQLiteDatabase:
         # another process, whose commit a stat-based watcher may otherwise take for ours.
         if self.signature() != self.own_signature:
             self.foreign_changes += 1
-        guarded = sum(job.write for job in jobs) > 1
         outcomes: list[tuple[_Job, bool, Any]] = []
-        failed_alone = False
         for job in jobs:
-            savepoint = guarded and job.write
-            if savepoint:
-                conn.execute("SAVEPOINT job")
             try:
-                value = job.fn(conn, *job.args)
+                outcomes.append((job, True, job.fn(conn, *job.args)))
             except BaseException as exc:
-                if savepoint:
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                elif job.write:
-                    failed_alone = True
+                if len(jobs) > 1:
+                    conn.execute("ROLLBACK")
+                    return [(job, False, exc)]  # the caller re-runs the jobs one by one
                 outcomes.append((job, False, exc))
-                continue
-            if savepoint:
-                conn.execute("RELEASE job")
-            outcomes.append((job, True, value))
-        if failed_alone:
-            conn.execute("ROLLBACK")
-            return outcomes
         try:
-            conn.execute("COMMIT")
+            if outcomes[0][1] or len(jobs) > 1:
+                self._retry_locked(lambda: conn.execute("COMMIT"))
+            else:
+                conn.execute("ROLLBACK")
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

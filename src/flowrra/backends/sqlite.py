@@ -19,26 +19,37 @@ import time
 from typing import Any
 
 from flowrra.backends.base import ResultBackend, status_value
+from flowrra.brokers.batching import Batcher
 from flowrra.serialization import dumps, loads
-from flowrra.sqlite_db import SQLiteDatabase, parse_sqlite_url
+from flowrra.sqlite_db import SQLiteDatabase, insert_rows, parse_sqlite_url
 from flowrra.task import TERMINAL_STATUSES, TaskResult, TaskStatus
 
 TOPIC = "results"
 _RECHECK = 1.0
 _PRUNE_EVERY = 5.0
-_FINAL = tuple(s.value for s in TERMINAL_STATUSES)
 _ALIVE = "(expires_at IS NULL OR expires_at > ?)"
 
 
-def _store(conn: sqlite3.Connection, row: tuple[Any, ...], prune_before: float | None) -> None:
+_UPSERT_HEAD = ("INSERT INTO flowrra_results (task_id, task_name, status, updated_at, expires_at, "
+                "done_seq, record)")
+_UPSERT_TAIL = (" ON CONFLICT (task_id) DO UPDATE SET task_name = excluded.task_name, "
+                "status = excluded.status, updated_at = excluded.updated_at, "
+                "expires_at = excluded.expires_at, done_seq = excluded.done_seq, "
+                "record = excluded.record")
+
+
+def _store_many(conn: sqlite3.Connection, rows: list[list[Any]], prune_before: float | None) -> None:
+    """Upsert records; final ones get the next ``done_seq`` numbers, in commit order."""
     if prune_before is not None:
         conn.execute("DELETE FROM flowrra_results WHERE expires_at IS NOT NULL AND expires_at <= ?",
                      (prune_before,))
-    conn.execute(
-        "INSERT INTO flowrra_results (task_id, task_name, status, updated_at, expires_at, record) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET task_name = excluded.task_name, "
-        "status = excluded.status, updated_at = excluded.updated_at, "
-        "expires_at = excluded.expires_at, record = excluded.record", row)
+    finals = [row for row in rows if row[5]]
+    if finals:
+        last = conn.execute("UPDATE flowrra_counters SET value = value + ? WHERE name = 'results_done' "
+                            "RETURNING value", (len(finals),)).fetchall()[0][0]
+        for number, row in enumerate(finals, last - len(finals) + 1):
+            row[5] = number
+    insert_rows(conn, _UPSERT_HEAD, rows, _UPSERT_TAIL)
 
 
 def _get(conn: sqlite3.Connection, task_id: str, now: float) -> str | None:
@@ -47,12 +58,29 @@ def _get(conn: sqlite3.Connection, task_id: str, now: float) -> str | None:
     return found[0] if found else None
 
 
-def _finished(conn: sqlite3.Connection, task_ids: list[str], now: float) -> list[str]:
-    marks = ", ".join("?" * len(task_ids))
-    return [row[0] for row in conn.execute(
-        f"SELECT record FROM flowrra_results WHERE task_id IN ({marks}) "
-        f"AND status IN ({', '.join('?' * len(_FINAL))}) AND {_ALIVE}",
-        (*task_ids, *_FINAL, now))]
+def _done_mark(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT value FROM flowrra_counters WHERE name = 'results_done'").fetchone()[0]
+
+
+def _done_since(conn: sqlite3.Connection, mark: int, wanted: frozenset[str]) -> tuple[int, list[str]]:
+    """Records of ``wanted`` ids that became final after ``mark``, and the new mark.
+
+    The ids of every record finished since ``mark`` come back folded into one row
+    (one sqlite3 step); only the wanted records are then read.
+    """
+    last, folded = conn.execute(
+        "SELECT max(done_seq), group_concat(task_id, char(31)) FROM flowrra_results "
+        "WHERE done_seq > ?", (mark,)).fetchone()
+    if last is None:
+        return mark, []
+    hits = [task_id for task_id in folded.split("\x1f") if task_id in wanted]
+    records: list[str] = []
+    for start in range(0, len(hits), 128):
+        part = hits[start:start + 128]
+        records += [row[0] for row in conn.execute(
+            f"SELECT record FROM flowrra_results WHERE task_id IN ({', '.join('?' * len(part))})",
+            part)]
+    return last, records
 
 
 def _list(conn: sqlite3.Connection, status: str, limit: int, offset: int, now: float) -> list[str]:
@@ -79,6 +107,10 @@ def _search(conn: sqlite3.Connection, query: str, limit: int, now: float) -> lis
         "SELECT record FROM flowrra_results WHERE (task_id LIKE ? ESCAPE '\\' "
         f"OR task_name LIKE ? ESCAPE '\\') AND {_ALIVE} ORDER BY updated_at DESC LIMIT ?",
         (pattern + "%", "%" + pattern + "%", now, limit))]
+
+
+def _prune(conn: sqlite3.Connection, now: float) -> None:
+    conn.execute("DELETE FROM flowrra_results WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
 
 
 def _delete(conn: sqlite3.Connection, task_id: str) -> int:
@@ -108,6 +140,7 @@ class SQLiteBackend(ResultBackend):
         self._db: SQLiteDatabase | None = None
         self._connect_lock: asyncio.Lock | None = None
         self._poller: asyncio.Task[None] | None = None
+        self._stores: Batcher[list[Any], None] = Batcher(self._flush_stores, name="sqlite-store")
         self._last_stamp = 0.0
         self._next_prune = 0.0
 
@@ -136,6 +169,7 @@ class SQLiteBackend(ResultBackend):
         return self._db
 
     async def close(self) -> None:
+        await self._stores.close()
         poller, self._poller = self._poller, None
         if poller is not None:
             poller.cancel()
@@ -153,18 +187,23 @@ class SQLiteBackend(ResultBackend):
         return now
 
     async def store(self, result: TaskResult) -> None:
-        db = await self._conn()
+        await self._conn()
         now = self._stamp()
+        final = result.status in TERMINAL_STATUSES
+        await self._stores.submit([result.task_id, result.task_name, result.status.value, now,
+                                   None if self.ttl is None else now + self.ttl, final,
+                                   dumps(result.to_dict)])
+        if final:
+            self._notify(result.copy())
+
+    async def _flush_stores(self, rows: list[list[Any]]) -> None:
+        db = await self._conn()
         prune = None
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + _PRUNE_EVERY
-            prune = now
-        final = result.status in TERMINAL_STATUSES
-        row = (result.task_id, result.task_name, result.status.value, now,
-               None if self.ttl is None else now + self.ttl, dumps(result.to_dict))
-        await db.write(_store, row, prune, topic=TOPIC if final else None)
-        if final:
-            self._notify(result.copy())
+            prune = time.time()
+        final = any(row[5] for row in rows)
+        await db.write(_store_many, rows, prune, topic=TOPIC if final else None)
 
     async def get(self, task_id: str) -> TaskResult | None:
         db = await self._conn()
@@ -203,18 +242,19 @@ class SQLiteBackend(ResultBackend):
 
     # -- waiting across processes --------------------------------------------------------
     async def _watch(self, task_id: str) -> None:
-        await self._conn()
         if self._poller is None or self._poller.done():
-            self._poller = asyncio.get_running_loop().create_task(self._poll())
+            db = await self._conn()
+            mark = await db.read(_done_mark)  # read before the caller's get(): nothing slips by
+            if self._poller is None or self._poller.done():
+                self._poller = asyncio.get_running_loop().create_task(self._poll(db, mark))
 
-    async def _poll(self) -> None:
-        """While anyone waits, re-read waited-for rows whenever the file changes."""
-        db = await self._conn()
+    async def _poll(self, db: SQLiteDatabase, mark: int) -> None:
+        """While anyone waits, read the records finished since ``mark`` whenever the file changes."""
         watch = db.watch()
         while self._waiters:
             seen = watch.version(TOPIC)
             try:
-                rows = await db.read(_finished, list(self._waiters), time.time())
+                mark, rows = await db.read(_done_since, mark, frozenset(self._waiters))
             except Exception:
                 rows = []  # the waiters' own timeouts bound how long a broken file is retried
             for row in rows:

@@ -20,18 +20,19 @@ An idle consumer never writes to the file: it reads a cheap probe first.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from flowrra.brokers.base import Broker, DeadLetter, retry_dead_letter_task
+from flowrra.brokers.batching import Batcher, ClaimCoalescer
 from flowrra.serialization import dumps, loads
-from flowrra.sqlite_db import SQLiteDatabase, parse_sqlite_url
+from flowrra.sqlite_db import SQLiteDatabase, execute_in, insert_rows, parse_sqlite_url
 from flowrra.task import Task
 from flowrra.transports.base import EventTransport
 
@@ -40,14 +41,19 @@ logger = logging.getLogger(__name__)
 READY, DELAYED, LEASED = 0, 1, 2
 TOPIC = "tasks"
 _IDLE_RECHECK = 1.0  # seconds an idle consumer waits before re-probing on its own
-_kick_ids = itertools.count()
 
-_INSERT = ("INSERT INTO flowrra_tasks (id, queue, priority, state, ready_at, payload) "
-           "VALUES (?, ?, ?, ?, ?, ?)")
+_INSERT_HEAD = "INSERT INTO flowrra_tasks (id, queue, priority, state, ready_at, payload)"
+_INSERT = _INSERT_HEAD + " VALUES (?, ?, ?, ?, ?, ?)"
 _PROMOTE = ("UPDATE flowrra_tasks SET state = 0, lease_owner = NULL "
             "WHERE state <> 0 AND ready_at <= ?")
 _READY_IN_QUEUE = ("SELECT priority, seq, id, payload FROM flowrra_tasks "
                    "WHERE state = 0 AND queue = ? ORDER BY priority, seq LIMIT ?")
+# The same rows folded into one result row: one sqlite3 step however many tasks are claimed.
+_READY_FOLDED = ("SELECT count(*), group_concat(priority), group_concat(seq), "
+                 "'[' || group_concat(payload, ',') || ']' FROM (" + _READY_IN_QUEUE.replace(
+                     "priority, seq, id, payload", "priority, seq, payload", 1) + ")")
+_LEASE = ("UPDATE flowrra_tasks SET state = 2, lease_owner = ?, ready_at = ?, "
+          "deliveries = deliveries + 1 WHERE seq IN ({marks})")
 _NEXT_DUE = "SELECT min(ready_at) FROM flowrra_tasks WHERE state <> 0"
 
 
@@ -65,9 +71,8 @@ def _where_delivery(task: Task) -> tuple[str, tuple[Any, ...]]:
 
 
 # -- jobs run on the database thread ------------------------------------------------------
-def _enqueue(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> bool:
-    conn.executemany(_INSERT, rows)
-    return True
+def _enqueue(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    insert_rows(conn, _INSERT_HEAD, rows)
 
 
 def _enqueue_once(conn: sqlite3.Connection, row: tuple[Any, ...], now: float,
@@ -99,27 +104,53 @@ def _claim(conn: sqlite3.Connection, queues: tuple[str, ...], owner: str, limit:
            lease_for: float, max_dead: int) -> tuple[list[Task], float | None]:
     now = time.time()
     conn.execute(_PROMOTE, (now,))
-    rows: list[tuple[Any, ...]] = []
+    found: list[tuple[int, int, Task]] = []
     for name in queues:
-        rows += conn.execute(_READY_IN_QUEUE, (name, limit)).fetchall()
+        found += _ready_tasks(conn, name, limit, now, max_dead)
     if len(queues) > 1:
-        rows.sort()
-        del rows[limit:]
-    tasks: list[Task] = []
-    if rows:
-        conn.executemany(
-            "UPDATE flowrra_tasks SET state = 2, lease_owner = ?, ready_at = ?, "
-            "deliveries = deliveries + 1 WHERE seq = ?",
-            [(owner, now + lease_for, row[1]) for row in rows])
-        for _priority, seq, task_id, payload in rows:
+        found.sort(key=lambda item: item[:2])
+        del found[limit:]
+    if found:
+        execute_in(conn, _LEASE, [seq for _p, seq, _t in found], (owner, now + lease_for))
+    return [task for _p, _s, task in found], conn.execute(_NEXT_DUE).fetchone()[0]
+
+
+def _ready_tasks(conn: sqlite3.Connection, queue: str, limit: int, now: float,
+                 max_dead: int) -> list[tuple[int, int, Task]]:
+    """The first ``limit`` ready tasks of ``queue`` as (priority, seq, task), decoded.
+
+    Fast path: one folded row. If any message does not decode, the rows are read
+    one by one and the undecodable ones move to the dead letters.
+    """
+    count, priorities, seqs, payloads = conn.execute(_READY_FOLDED, (queue, limit)).fetchone()
+    if not count:
+        return []
+    try:
+        messages = loads(payloads)
+        if len(messages) != count:
+            raise ValueError("message boundaries do not line up")
+        found = []
+        for priority, seq, message in zip(priorities.split(","), seqs.split(","), messages,
+                                          strict=True):
+            task = Task.from_dict(message)
+            task.receipt = int(seq)
+            found.append((int(priority), int(seq), task))
+        return found
+    except Exception:
+        pass
+    while True:  # bury what does not decode, until ``limit`` good ones (or all) are found
+        found, buried = [], 0
+        for priority, seq, task_id, payload in conn.execute(_READY_IN_QUEUE, (queue, limit)).fetchall():
             try:
                 task = Task.from_dict(loads(payload))
             except Exception as exc:
                 _bury_undecodable(conn, seq, task_id, payload, exc, now, max_dead)
+                buried += 1
                 continue
             task.receipt = seq
-            tasks.append(task)
-    return tasks, conn.execute(_NEXT_DUE).fetchone()[0]
+            found.append((priority, seq, task))
+        if not buried:
+            return found
 
 
 def _bury_undecodable(conn: sqlite3.Connection, seq: int, task_id: str, payload: str,
@@ -148,23 +179,36 @@ def _finish(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> in
     return conn.execute(f"DELETE FROM flowrra_tasks WHERE {where}", params).rowcount
 
 
+def _ack_many(conn: sqlite3.Connection, seqs: list[int], ids: list[str]) -> None:
+    execute_in(conn, "DELETE FROM flowrra_tasks WHERE seq IN ({marks})", seqs)
+    for task_id in ids:
+        _finish(conn, "id = ? AND state = 2", (task_id,))
+
+
 def _requeue(conn: sqlite3.Connection, where: str, params: tuple[Any, ...],
              row: tuple[Any, ...]) -> None:
     _finish(conn, where, params)
     conn.execute(_INSERT, row)
 
 
-def _release(conn: sqlite3.Connection, deliveries: list[tuple[str, tuple[Any, ...]]]) -> None:
-    for where, params in deliveries:
-        conn.execute("UPDATE flowrra_tasks SET state = 0, lease_owner = NULL, ready_at = 0 "
-                     f"WHERE state = 2 AND {where}", params)
+def _split(tasks: Sequence[Task]) -> tuple[list[int], list[str]]:
+    """Deliveries known by row (claimed here) and by id only (claimed by another instance)."""
+    seqs = [t.receipt for t in tasks if isinstance(t.receipt, int)]
+    ids = [t.id for t in tasks if not isinstance(t.receipt, int)]
+    return seqs, ids
 
 
-def _extend(conn: sqlite3.Connection, deliveries: list[tuple[str, tuple[Any, ...]]],
-            owner: str, until: float) -> None:
-    for where, params in deliveries:
-        conn.execute(f"UPDATE flowrra_tasks SET ready_at = ? WHERE state = 2 AND lease_owner = ? "
-                     f"AND {where}", (until, owner, *params))
+def _release(conn: sqlite3.Connection, seqs: list[int], ids: list[str]) -> None:
+    head = "UPDATE flowrra_tasks SET state = 0, lease_owner = NULL, ready_at = 0 WHERE state = 2 AND "
+    execute_in(conn, head + "seq IN ({marks})", seqs)
+    execute_in(conn, head + "id IN ({marks})", ids)
+
+
+def _extend(conn: sqlite3.Connection, seqs: list[int], ids: list[str], owner: str,
+            until: float) -> None:
+    head = "UPDATE flowrra_tasks SET ready_at = ? WHERE state = 2 AND lease_owner = ? AND "
+    execute_in(conn, head + "seq IN ({marks})", seqs, (until, owner))
+    execute_in(conn, head + "id IN ({marks})", ids, (until, owner))
 
 
 def _dead_letter(conn: sqlite3.Connection, where: str, params: tuple[Any, ...],
@@ -226,6 +270,10 @@ def _register(conn: sqlite3.Connection, worker_id: str, info: str, expires: floa
                  (worker_id, info, expires))
 
 
+def _unregister(conn: sqlite3.Connection, worker_id: str) -> None:
+    conn.execute("DELETE FROM flowrra_workers WHERE id = ?", (worker_id,))
+
+
 def _workers(conn: sqlite3.Connection, now: float) -> list[tuple[str, str]]:
     return conn.execute("SELECT id, info FROM flowrra_workers WHERE expires_at > ? ORDER BY rowid",
                         (now,)).fetchall()
@@ -233,6 +281,16 @@ def _workers(conn: sqlite3.Connection, now: float) -> list[tuple[str, str]]:
 
 def _utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
+
+
+@dataclass
+class _ClaimState:
+    """What one coalesced consumer (one set of queues, one worker) remembers between claims."""
+
+    names: tuple[str, ...]
+    owner: str
+    seen: int = 0  # watch version read before the last claim: later changes wake the wait
+    eager: bool = True  # the last claim found work: claim again without probing first
 
 
 class SQLiteBroker(Broker):
@@ -265,11 +323,13 @@ class SQLiteBroker(Broker):
         self.lock_timeout = lock_timeout
         self._db: SQLiteDatabase | None = None
         self._connect_lock: asyncio.Lock | None = None
-        self._waiting: list[tuple[tuple[tuple[str, ...], str], asyncio.Future[Task | None]]] = []
-        self._claimer: asyncio.Task[None] | None = None
-        self._kick_topic = f"kick-{next(_kick_ids)}"
+        self._consumers: dict[tuple[tuple[str, ...], str], ClaimCoalescer[Task]] = {}
+        self._enqueues: Batcher[tuple[Any, ...], None] = Batcher(self._flush_enqueues,
+                                                                 name="sqlite-enqueue")
+        self._acks: Batcher[Task, None] = Batcher(self._flush_acks, name="sqlite-ack")
         self._next_prune = 0.0
-        self._background: set[asyncio.Future[Any]] = set()
+        self._closing = False
+        self._stop_topic = f"stop-{id(self)}"
 
     def __repr__(self) -> str:
         return f"SQLiteBroker({self.url!r})"
@@ -289,6 +349,7 @@ class SQLiteBroker(Broker):
                     await db.release()
                     raise
                 self._db = db
+                self._closing = False
 
     async def _conn(self) -> SQLiteDatabase:
         if self._db is None:
@@ -305,16 +366,14 @@ class SQLiteBroker(Broker):
         return self.url
 
     async def close(self) -> None:
-        claimer, self._claimer = self._claimer, None
-        if claimer is not None:
-            claimer.cancel()
-            await asyncio.gather(claimer, return_exceptions=True)
-        for _key, future in self._waiting:
-            if not future.done():
-                future.set_result(None)
-        self._waiting.clear()
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        self._closing = True
+        consumers, self._consumers = list(self._consumers.values()), {}
+        closing = [asyncio.ensure_future(consumer.close()) for consumer in consumers]
+        if self._db is not None and consumers:
+            self._db.watch().changed(self._stop_topic)  # end idle waits now, not after a second
+        await asyncio.gather(*closing)
+        await self._enqueues.close()
+        await self._acks.close()
         db, self._db = self._db, None
         if db is not None:
             await db.release()
@@ -325,7 +384,8 @@ class SQLiteBroker(Broker):
         now = time.time()
         row = _row(task, now)
         if not dedupe:
-            return await db.write(_enqueue, [row], topic=TOPIC)
+            await self._enqueues.submit(row)
+            return True
         prune = None
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + 60.0
@@ -333,11 +393,14 @@ class SQLiteBroker(Broker):
         return await db.write(_enqueue_once, row, now, prune, topic=TOPIC)
 
     async def enqueue_many(self, tasks: Sequence[Task]) -> None:
-        if not tasks:
-            return
+        if tasks:
+            db = await self._conn()
+            now = time.time()
+            await db.write(_enqueue, [_row(task, now) for task in tasks], topic=TOPIC)
+
+    async def _flush_enqueues(self, rows: list[tuple[Any, ...]]) -> None:
         db = await self._conn()
-        now = time.time()
-        await db.write(_enqueue, [_row(task, now) for task in tasks], topic=TOPIC)
+        await db.write(_enqueue, rows, topic=TOPIC)
 
     async def revoke(self, task_id: str) -> bool:
         db = await self._conn()
@@ -350,111 +413,56 @@ class SQLiteBroker(Broker):
         names = tuple(dict.fromkeys(queues))
         if not names:
             raise ValueError("dequeue needs at least one queue name")
-        future: asyncio.Future[Task | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(((names, worker_id), future))
-        self._kick()
-        try:
-            async with asyncio.timeout(max(timeout, 0.0)):
-                return await future
-        except TimeoutError:
-            pass
-        except asyncio.CancelledError:
-            self._salvage(future)
-            raise
-        if future.done() and not future.cancelled():
-            return future.result()  # handed over just as the timeout fired
-        future.cancel()
-        return None
+        consumer = self._consumers.get((names, worker_id))
+        if consumer is None:
+            state = _ClaimState(names, worker_id)
+            consumer = self._consumers[(names, worker_id)] = ClaimCoalescer(
+                lambda n, _woken: self._claim(state, n), lambda s: self._wait_for_work(state, s),
+                self.release, max_wait=_IDLE_RECHECK, name=f"sqlite-claim:{','.join(names)}")
+        return await consumer.get(timeout)
 
-    def _kick(self) -> None:
-        assert self._db is not None
-        if self._claimer is None or self._claimer.done():
-            self._claimer = asyncio.get_running_loop().create_task(self._claim_loop())
-        else:
-            self._db.watch().changed(self._kick_topic)
-
-    def _salvage(self, future: asyncio.Future[Task | None]) -> None:
-        """A caller was cancelled: hand back a task that reached it too late."""
-        if future.done() and not future.cancelled() and future.result() is not None:
-            self._release_later([future.result()])
-        else:
-            future.cancel()
-
-    async def _claim_loop(self) -> None:
-        """Serve every waiting ``dequeue`` of this broker with as few claims as possible."""
+    async def _claim(self, state: _ClaimState, wanted: int) -> tuple[list[Task], float | None]:
         db = await self._conn()
-        watch = db.watch()
-        topics = (TOPIC, self._kick_topic)
-        eager = True  # after a productive claim, claim again without probing first
-        while True:
-            self._waiting = [w for w in self._waiting if not w[1].done()]
-            if not self._waiting:
-                return
-            seen = watch.version(*topics)
-            groups: dict[tuple[tuple[str, ...], str], list[asyncio.Future[Task | None]]] = {}
-            for key, future in self._waiting:
-                groups.setdefault(key, []).append(future)
-            got_any = False
-            next_due: float | None = None
-            for (names, owner), futures in groups.items():
-                tasks, due = await self._claim_for(db, names, owner, len(futures), eager)
-                got_any |= bool(tasks)
-                if due is not None and (next_due is None or due < next_due):
-                    next_due = due
-                self._hand_out(tasks, futures)
-            eager = got_any
-            if got_any:
-                continue
-            wait = _IDLE_RECHECK
-            if next_due is not None:
-                wait = min(wait, max(0.0, next_due - time.time()) + 0.001)
-            await watch.wait(topics, seen, wait)
-
-    async def _claim_for(self, db: SQLiteDatabase, names: tuple[str, ...], owner: str, limit: int,
-                         eager: bool) -> tuple[list[Task], float | None]:
-        if not eager:
-            ready, due = await db.read(_probe, names)
+        state.seen = db.watch().version(TOPIC, self._stop_topic)
+        if wanted <= 0 or self._closing:
+            await asyncio.sleep(0)
+            return [], None
+        if not state.eager:  # idle: look before taking the write lock
+            ready, due = await db.read(_probe, state.names)
             if not ready and (due is None or due > time.time()):
-                return [], due
-        future = db.write(_claim, names, owner, limit, self.visibility_timeout, self.max_dead_letters)
+                return [], _seconds_until(due)
+        job = db.write(_claim, state.names, state.owner, wanted, self.visibility_timeout,
+                       self.max_dead_letters)
         try:
-            return await asyncio.shield(future)
+            tasks, due = await asyncio.shield(job)
         except asyncio.CancelledError:
             # Closing while a claim is in flight: give its tasks back once it lands.
-            future.add_done_callback(
-                lambda f: f.cancelled() or f.exception() or self._release_later(f.result()[0]))
+            job.add_done_callback(self._release_landed)
             raise
+        state.eager = bool(tasks)
+        return tasks, _seconds_until(due)
 
-    def _hand_out(self, tasks: list[Task], futures: list[asyncio.Future[Task | None]]) -> None:
-        pending = iter(tasks)
-        for future in futures:
-            if future.done():
-                continue
-            task = next(pending, None)
-            if task is None:
-                return
-            future.set_result(task)
-        leftover = list(pending)
-        if leftover:
-            self._release_later(leftover)
-
-    def _release_later(self, tasks: list[Task]) -> None:
-        if not tasks or self._db is None:
+    def _release_landed(self, job: asyncio.Future[tuple[list[Task], float | None]]) -> None:
+        if job.cancelled() or job.exception() is not None or self._db is None:
             return
-        job = self._db.write(_release, [_where_delivery(t) for t in tasks], topic=TOPIC)
-        self._background.add(job)
-        job.add_done_callback(self._background_done)
+        tasks = job.result()[0]
+        if tasks:
+            self._db.write(_release, *_split(tasks), topic=TOPIC)
 
-    def _background_done(self, job: asyncio.Future[Any]) -> None:
-        self._background.discard(job)
-        if not job.cancelled() and job.exception() is not None:
-            logger.warning("could not hand tasks back (their leases will expire): %s",
-                           job.exception())
+    async def _wait_for_work(self, state: _ClaimState, seconds: float) -> None:
+        db = await self._conn()
+        if self._closing:
+            await asyncio.sleep(0.001)
+            return
+        await db.watch().wait((TOPIC, self._stop_topic), state.seen, seconds)
 
     async def ack(self, task: Task) -> None:
+        await self._conn()
+        await self._acks.submit(task)
+
+    async def _flush_acks(self, tasks: list[Task]) -> None:
         db = await self._conn()
-        where, params = _where_delivery(task)
-        await db.write(_finish, where, params)
+        await db.write(_ack_many, *_split(tasks))
 
     async def requeue(self, task: Task) -> None:
         db = await self._conn()
@@ -464,13 +472,13 @@ class SQLiteBroker(Broker):
     async def release(self, tasks: Sequence[Task]) -> None:
         if tasks:
             db = await self._conn()
-            await db.write(_release, [_where_delivery(t) for t in tasks], topic=TOPIC)
+            await db.write(_release, *_split(tasks), topic=TOPIC)
 
     async def extend_leases(self, tasks: Sequence[Task], worker_id: str) -> None:
         if tasks:
             db = await self._conn()
             until = time.time() + self.visibility_timeout
-            await db.write(_extend, [_where_delivery(t) for t in tasks], worker_id, until)
+            await db.write(_extend, *_split(tasks), worker_id, until)
 
     # -- dead letters ---------------------------------------------------------------
     async def dead_letter(self, task: Task, error: str) -> None:
@@ -503,8 +511,7 @@ class SQLiteBroker(Broker):
 
     async def unregister_worker(self, worker_id: str) -> None:
         db = await self._conn()
-        await db.write(lambda conn: conn.execute("DELETE FROM flowrra_workers WHERE id = ?",
-                                                 (worker_id,)))
+        await db.write(_unregister, worker_id)
 
     async def list_workers(self) -> list[dict[str, Any]]:
         db = await self._conn()
@@ -514,3 +521,7 @@ class SQLiteBroker(Broker):
             data.setdefault("id", worker_id)
             workers.append(data)
         return workers
+
+
+def _seconds_until(epoch: float | None) -> float | None:
+    return None if epoch is None else max(0.0, epoch - time.time())

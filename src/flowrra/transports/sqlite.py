@@ -24,7 +24,7 @@ from collections import deque
 from typing import Any
 
 from flowrra.serialization import dumps, loads
-from flowrra.sqlite_db import SQLiteDatabase, parse_sqlite_url
+from flowrra.sqlite_db import SQLiteDatabase, insert_rows, parse_sqlite_url
 from flowrra.transports.base import EventHandler, EventTransport
 
 logger = logging.getLogger(__name__)
@@ -39,9 +39,29 @@ def _last_id(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT coalesce(max(id), 0) FROM flowrra_events").fetchone()[0]
 
 
-def _since(conn: sqlite3.Connection, after: int) -> list[tuple[int, str]]:
-    return conn.execute("SELECT id, body FROM flowrra_events WHERE id > ? ORDER BY id LIMIT ?",
-                        (after, _BATCH)).fetchall()
+def _since(conn: sqlite3.Connection, after: int, control_only: bool) -> tuple[int, list[Any]]:
+    """Events after id ``after`` (only ``control.*`` ones if asked), oldest first, and the new mark.
+
+    The rows come folded into one JSON array of ``[id, event]`` pairs, so a burst of
+    events costs one sqlite3 step instead of one per event.
+    """
+    newest = conn.execute("SELECT max(id) FROM flowrra_events").fetchone()[0] or 0
+    if newest <= after:
+        return after, []
+    count, last, folded = conn.execute(
+        "SELECT count(*), max(id), '[' || group_concat('[' || id || ',' || body || ']', ',') || ']' "
+        "FROM (SELECT id, body FROM flowrra_events WHERE id > ? AND id <= ? AND control >= ? "
+        "ORDER BY id LIMIT ?)", (after, newest, int(control_only), _BATCH)).fetchone()
+    mark = last if count == _BATCH else newest
+    if not count:
+        return mark, []
+    try:
+        pairs = loads(folded)
+    except ValueError:
+        logger.error("events %d..%d of the SQLite events table are corrupt; skipped", after + 1, mark)
+        return mark, []
+    pairs.sort(key=lambda pair: pair[0])
+    return mark, [event for _id, event in pairs]
 
 
 def _prune(conn: sqlite3.Connection, before: float, keep: int) -> None:
@@ -53,6 +73,26 @@ def _prune(conn: sqlite3.Connection, before: float, keep: int) -> None:
         conn.execute("DELETE FROM flowrra_events WHERE created_at < ?", (before,))
     else:
         conn.execute("DELETE FROM flowrra_events WHERE id < ?", (oldest[0],))
+
+
+class _Flush:
+    """A database-thread job writing everything published so far in a few statements.
+
+    It takes the outbox once, so running it again (after a rolled-back group
+    commit) writes the same events rather than none.
+    """
+
+    def __init__(self, transport: SQLiteTransport, prune: tuple[float, int] | None) -> None:
+        self.transport = transport
+        self.prune = prune
+        self.rows: list[tuple[float, int, str]] | None = None
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        if self.rows is None:
+            self.rows = self.transport._take_outbox()
+        insert_rows(conn, "INSERT INTO flowrra_events (created_at, control, body)", self.rows)
+        if self.prune is not None:
+            _prune(conn, *self.prune)
 
 
 class SQLiteTransport(EventTransport):
@@ -70,7 +110,8 @@ class SQLiteTransport(EventTransport):
         self._db: SQLiteDatabase | None = None
         self._opening: asyncio.Lock | None = None
         # Filled on the event loop, drained on the database thread.
-        self._outbox: deque[tuple[float, str]] = deque()
+        self._outbox: deque[tuple[float, int, str]] = deque()
+        self._control_only = False
         self._flush_queued = False
         self._flush_lock = threading.Lock()
         self._flushes: set[asyncio.Future[Any]] = set()
@@ -99,7 +140,8 @@ class SQLiteTransport(EventTransport):
     # -- publishing ------------------------------------------------------------------------
     async def publish(self, event: dict[str, Any]) -> None:
         db = self._db or await self._conn()
-        self._outbox.append((time.time(), dumps(event)))
+        control = str(event.get("type", "")).startswith("control.")
+        self._outbox.append((time.time(), int(control), dumps(event)))
         with self._flush_lock:
             if self._flush_queued:
                 return
@@ -108,20 +150,15 @@ class SQLiteTransport(EventTransport):
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + _PRUNE_EVERY
             prune = (time.time() - self.max_age, self.max_events)
-        job = db.write(self._flush, prune, topic=TOPIC)
+        job = db.write(_Flush(self, prune), topic=TOPIC)
         self._flushes.add(job)
         job.add_done_callback(self._flushed)
 
-    def _flush(self, conn: sqlite3.Connection, prune: tuple[float, int] | None) -> None:
-        """On the database thread: write everything buffered so far in one statement."""
+    def _take_outbox(self) -> list[tuple[float, int, str]]:
         with self._flush_lock:
             self._flush_queued = False
             outbox = self._outbox
-            rows = [outbox.popleft() for _ in range(len(outbox))]
-        if rows:
-            conn.executemany("INSERT INTO flowrra_events (created_at, body) VALUES (?, ?)", rows)
-        if prune is not None:
-            _prune(conn, *prune)
+            return [outbox.popleft() for _ in range(len(outbox))]
 
     def _flushed(self, job: asyncio.Future[Any]) -> None:
         self._flushes.discard(job)
@@ -143,30 +180,33 @@ class SQLiteTransport(EventTransport):
             seen = watch.version(TOPIC)
             started = time.monotonic()
             try:
-                rows = await db.read(_since, after)
+                after, events = await db.read(_since, after, self._control_only)
             except Exception as exc:
                 logger.warning("cannot read events from %s (%s); retrying", self.url, exc)
-                rows = []
-            for row_id, body in rows:
-                after = row_id
-                await self._deliver(body)
-            if len(rows) == _BATCH:
+                events = []
+            for event in events:
+                await self._deliver(event)
+            if len(events) == _BATCH:
                 continue
             await watch.wait((TOPIC,), seen, _RECHECK)
             pause = self.min_interval - (time.monotonic() - started)
             if pause > 0:
                 await asyncio.sleep(pause)
 
-    async def _deliver(self, body: str) -> None:
+    async def _deliver(self, event: Any) -> None:
         handler = self._handler
         if handler is None:
             return
         try:
-            outcome = handler(loads(body))
+            outcome = handler(event)
             if inspect.isawaitable(outcome):
                 await outcome
         except Exception:
             logger.exception("event handler failed for an event from %s", self.url)
+
+    async def set_interest(self, *, control_only: bool) -> None:
+        """Only ``control.*`` events are read (a worker with no local subscriber needs no more)."""
+        self._control_only = control_only
 
     async def stop_listening(self) -> None:
         listener, self._listener = self._listener, None
