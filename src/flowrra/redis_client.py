@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import weakref
@@ -36,6 +37,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from flowrra.exceptions import BackendError
+
+try:  # C packer: packing arguments is a large share of the per-task CPU otherwise
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - redis without the hiredis extra
+    _hiredis_pack = None
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +217,14 @@ class RedisConnection:
         except redis_errors.RedisError as exc:
             raise BackendError(f"Redis {self.what} at {self.settings.display()} failed: {exc}") from exc
 
+    async def script(self, script: LuaScript, *args: Any) -> Any:
+        """EVALSHA ``script`` with ``args`` (no keys: scripts derive keys from the prefix)."""
+        return await self.run(execute, self.connect(),
+                              ("EVALSHA", script.sha, 0, *args), script)
+
+    async def command(self, *args: Any) -> Any:
+        return await self.run(execute, self.connect(), args)
+
     async def _retry(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...],
                      kwargs: dict[str, Any], first: BaseException) -> T:
         loop = asyncio.get_running_loop()
@@ -234,6 +248,55 @@ class RedisConnection:
             except redis_errors.RedisError as exc:
                 raise BackendError(
                     f"Redis {self.what} at {self.settings.display()} failed: {exc}") from exc
+
+
+# -- lean command path ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    source: str
+    sha: str
+
+    @classmethod
+    def of(cls, source: str) -> LuaScript:
+        return cls(source, hashlib.sha1(source.encode()).hexdigest())
+
+
+def pack(args: tuple[Any, ...], conn: Any) -> bytes | list[bytes]:
+    if _hiredis_pack is not None:
+        return _hiredis_pack(args)
+    return conn.pack_command(*args)
+
+
+async def execute(client: aioredis.Redis, args: tuple[Any, ...],
+                  script: LuaScript | None = None) -> Any:
+    """Send one command on a pooled connection and read its reply, with no per-call extras.
+
+    redis-py's ``execute_command`` adds retries, hooks and response callbacks that
+    cost more CPU than the round trip itself on the hot path; here a connection
+    whose reply was not fully read (error, cancellation) is disconnected, never
+    reused. ``script``: the command is an EVALSHA of it, loaded on NOSCRIPT.
+    """
+    pool = client.connection_pool
+    conn = await pool.get_connection()
+    try:
+        await conn.send_packed_command(pack(args, conn), check_health=False)
+        try:
+            return await conn.read_response()
+        except redis_errors.NoScriptError:
+            if script is None:
+                raise
+            await conn.send_packed_command(pack(("SCRIPT", "LOAD", script.source), conn),
+                                           check_health=False)
+            await conn.read_response()
+            await conn.send_packed_command(pack(args, conn), check_health=False)
+            return await conn.read_response()
+    except redis_errors.ResponseError:
+        raise  # the reply was read completely: the connection is fine
+    except BaseException:
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)
 
 
 # -- pub/sub ---------------------------------------------------------------------------

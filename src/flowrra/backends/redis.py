@@ -22,7 +22,7 @@ from typing import Any
 
 from flowrra.backends.base import ResultBackend, status_value
 from flowrra.brokers.batching import Batcher
-from flowrra.redis_client import RedisConnection, RedisSettings, Subscription
+from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings, Subscription
 from flowrra.serialization import dumps
 from flowrra.task import TERMINAL_STATUSES, TaskResult, TaskStatus
 
@@ -179,7 +179,9 @@ class RedisBackend(ResultBackend):
         self.prefix = self.settings.prefix
         self._ttl_ms = 0 if ttl is None else max(1, int(ttl * 1000))
         self._conn = RedisConnection(self.settings, "result backend")
-        self._scripts: dict[str, Any] = {}
+        self._scripts = {name: LuaScript.of(source) for name, source in (
+            ("store", _STORE), ("list", _LIST), ("count", _COUNT), ("delete", _DELETE),
+            ("clear", _CLEAR))}
         self._storer: Batcher[TaskResult, None] = Batcher(self._store_batch,
                                                           name="flowrra-redis-store")
         self._getter: Batcher[str, str | None] = Batcher(self._get_batch, name="flowrra-redis-get")
@@ -188,10 +190,7 @@ class RedisBackend(ResultBackend):
     async def connect(self) -> None:
         if self._conn.connected:
             return
-        client = self._conn.connect()
-        self._scripts = {name: client.register_script(source) for name, source in (
-            ("store", _STORE), ("list", _LIST), ("count", _COUNT), ("delete", _DELETE),
-            ("clear", _CLEAR))}
+        self._conn.connect()
 
     async def close(self) -> None:
         subscription, self._subscription = self._subscription, None
@@ -202,9 +201,7 @@ class RedisBackend(ResultBackend):
         await self._conn.close()
 
     async def _run(self, name: str, *args: Any) -> Any:
-        if not self._conn.connected:
-            await self.connect()
-        return await self._conn.run(self._scripts[name], args=(self.prefix, *args))
+        return await self._conn.script(self._scripts[name], self.prefix, *args)
 
     # -- records --------------------------------------------------------------------
     async def store(self, result: TaskResult) -> None:
@@ -221,9 +218,7 @@ class RedisBackend(ResultBackend):
         return None if raw is None else TaskResult.from_dict(json.loads(raw))
 
     async def _get_batch(self, ids: list[str]) -> list[str | None]:
-        if not self._conn.connected:
-            await self.connect()
-        return await self._conn.run(self._conn.client.mget, [self._conn.key("result", i) for i in ids])
+        return await self._conn.command("MGET", *[self._conn.key("result", i) for i in ids])
 
     async def delete(self, task_id: str) -> bool:
         return bool(await self._run("delete", task_id))

@@ -28,7 +28,7 @@ from typing import Any
 from flowrra.brokers import redis_scripts as lua
 from flowrra.brokers.base import Broker, DeadLetter, retry_dead_letter_task
 from flowrra.brokers.batching import Batcher, ClaimCoalescer
-from flowrra.redis_client import RedisConnection, RedisSettings
+from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings
 from flowrra.serialization import dumps
 from flowrra.task import Task, utcnow
 from flowrra.transports.base import EventTransport
@@ -61,7 +61,9 @@ class RedisBroker(Broker):
         # a blocking wait must end well inside the socket timeout
         self.max_wait = max(0.01, min(max_wait, socket_timeout / 2))
         self._conn = RedisConnection(self.settings, "broker")
-        self._scripts: dict[str, Any] = {}
+        self._scripts = {name: LuaScript.of(getattr(lua, name)) for name in (
+            "ENQUEUE", "CLAIM", "ACK", "REQUEUE", "RELEASE", "EXTEND", "REVOKE", "DEAD_LETTER",
+            "RETRY_DEAD", "PURGE_DEAD", "LIST_DEAD", "STATS", "REGISTER_WORKER", "LIST_WORKERS")}
         self._enqueuer: Batcher[tuple[Task, bool], int] = Batcher(self._enqueue_batch,
                                                                   name="flowrra-redis-enqueue")
         self._acker: Batcher[str, None] = Batcher(self._ack_batch, name="flowrra-redis-ack")
@@ -71,10 +73,7 @@ class RedisBroker(Broker):
     async def connect(self) -> None:
         if self._conn.connected:
             return
-        client = self._conn.connect()
-        self._scripts = {name: client.register_script(getattr(lua, name)) for name in (
-            "ENQUEUE", "CLAIM", "ACK", "REQUEUE", "RELEASE", "EXTEND", "REVOKE", "DEAD_LETTER",
-            "RETRY_DEAD", "PURGE_DEAD", "LIST_DEAD", "STATS", "REGISTER_WORKER", "LIST_WORKERS")}
+        self._conn.connect()
         for coalescer in self._coalescers.values():
             coalescer.reopen()
 
@@ -96,9 +95,7 @@ class RedisBroker(Broker):
         return self.url
 
     async def _run(self, name: str, *args: Any) -> Any:
-        if not self._conn.connected:
-            await self.connect()
-        return await self._conn.run(self._scripts[name], args=(self.prefix, *args))
+        return await self._conn.script(self._scripts[name], self.prefix, *args)
 
     # -- producing ------------------------------------------------------------------
     async def enqueue(self, task: Task, *, dedupe: bool = False) -> bool:
@@ -146,9 +143,7 @@ class RedisBroker(Broker):
             return tasks, (None if due_ms < 0 else due_ms / 1000)
 
         async def wait(seconds: float) -> str | None:
-            if not self._conn.connected:
-                await self.connect()
-            popped = await self._conn.client.blpop(wake_keys, timeout=max(0.01, seconds))
+            popped = await self._conn.command("BLPOP", *wake_keys, round(max(0.01, seconds), 3))
             if popped is None or popped[0] == wake_keys[-1]:
                 return None  # timed out, or a delayed-set hint: re-plan without a token
             return queues[wake_keys.index(popped[0])]
@@ -218,9 +213,7 @@ class RedisBroker(Broker):
         return [_letter(row) for row in rows if row is not None]
 
     async def retry_dead_letter(self, task_id: str) -> Task | None:
-        if not self._conn.connected:
-            await self.connect()
-        row = await self._conn.run(self._conn.client.hget, self._conn.key("deadmsg"), task_id)
+        row = await self._conn.command("HGET", self._conn.key("deadmsg"), task_id)
         if row is None:
             return None
         task = retry_dead_letter_task(_letter(row))

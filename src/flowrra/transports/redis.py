@@ -17,16 +17,16 @@ import logging
 from typing import Any
 
 from flowrra.brokers.batching import Batcher
-from flowrra.redis_client import RedisConnection, RedisSettings, Subscription
+from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings, Subscription
 from flowrra.serialization import dumps
 from flowrra.transports.base import EventHandler, EventTransport
 
 logger = logging.getLogger(__name__)
 
-_PUBLISH = r"""
+_PUBLISH = LuaScript.of(r"""
 for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
 return #ARGV / 2
-"""
+""")
 
 
 class RedisTransport(EventTransport):
@@ -42,7 +42,6 @@ class RedisTransport(EventTransport):
         self.events_channel = self._conn.key("events")
         self.control_channel = self._conn.key("control")
         self.max_pending = max_pending
-        self._script: Any = None
         self._publisher: Batcher[tuple[str, str], None] = Batcher(
             self._flush, max_batch=1000, name="flowrra-redis-events")
         self._subscription: Subscription | None = None
@@ -67,10 +66,7 @@ class RedisTransport(EventTransport):
         self._publisher.submit_nowait((channel, data))
 
     async def _flush(self, items: list[tuple[str, str]]) -> None:
-        if self._script is None:
-            self._script = self._conn.connect().register_script(_PUBLISH)
-        args = [part for item in items for part in item]
-        await self._conn.run(self._script, args=args)
+        await self._conn.script(_PUBLISH, *[part for item in items for part in item])
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -115,5 +111,4 @@ class RedisTransport(EventTransport):
     async def close(self) -> None:
         await self.stop_listening()
         await self._publisher.close()
-        self._script = None
         await self._conn.close()
