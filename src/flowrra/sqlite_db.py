@@ -8,13 +8,25 @@ Why it is built this way:
   transport of every app in the process share it (no lock contention between
   them inside one process).
 * **Group commit.** Write jobs queued while the thread is busy run together in
-  one ``BEGIN IMMEDIATE`` transaction (each in its own savepoint, so one failing
-  job does not undo the others). Under load a single commit carries the claims,
-  result records, acks and events of many tasks; when idle a job costs one
-  transaction, as before.
-* **WAL mode and a busy timeout**, with a retry loop around ``BEGIN IMMEDIATE``
-  so that another process holding the write lock delays us instead of failing
-  us; only a lock held longer than ``lock_timeout`` becomes an error.
+  one ``BEGIN IMMEDIATE`` transaction. Under load a single commit carries the
+  claims, result records, acks and events of many tasks; when idle a job costs
+  one transaction. Jobs are pure database functions: if one fails, the
+  transaction is rolled back and each job runs again in its own, so one failing
+  job never undoes the others.
+* **WAL mode**, so readers never block the writer. When another process holds
+  the write lock, ``BEGIN IMMEDIATE`` is retried every 50 us growing to 5 ms
+  (SQLite's own busy handler would sleep a whole millisecond at once, while
+  locks here are held for tens of microseconds); only a lock held longer than
+  ``lock_timeout`` (30 s) becomes an error, which names the file.
+* **Few sqlite3 steps per transaction.** Every step releases and re-takes the
+  GIL, which costs up to a thread switch interval while the event loop is busy;
+  so rows are written with multi-row statements and read folded into one row
+  where it matters (claims, event tails, completions).
+* **synchronous=NORMAL by default**: a committed transaction survives the death
+  of any process (SIGKILL), but an operating-system crash or power cut may lose
+  the last few commits (never corrupt the file). ``?synchronous=full`` in the
+  URL makes every commit survive power loss too, at the cost of one fsync per
+  group commit (about half the tasks/s on the benchmark machine).
 * **Change detection without hammering the file** (:class:`Watch`): other
   processes' commits are noticed by ``stat`` of the ``-wal`` file (a few
   microseconds, on the event loop, no thread hop) every 2 ms while something has
@@ -195,6 +207,7 @@ class SQLiteDatabase:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._open_error: BaseException | None = None
+        self._forked = False
         self._watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Watch] = (
             weakref.WeakKeyDictionary())
         #: ``stat`` signature of the files right after this process's last commit.
@@ -210,10 +223,14 @@ class SQLiteDatabase:
         real = os.path.realpath(os.path.abspath(path))
         with cls._registry_lock:
             db = cls._registry.get(real)
+            synchronous = options.get("synchronous", "normal")
             if db is None:
-                db = cls(real, synchronous=options.get("synchronous", "normal"),
-                         lock_timeout=lock_timeout)
+                db = cls(real, synchronous=synchronous, lock_timeout=lock_timeout)
                 cls._registry[real] = db
+            elif db.synchronous != synchronous:
+                logger.warning("%s is already open in this process with synchronous=%s; "
+                               "ignoring synchronous=%s from %s", real, db.synchronous,
+                               synchronous, url)
             db._users += 1
             if db._thread is None:
                 db._thread = threading.Thread(target=db._serve, name=f"flowrra-sqlite:{real}",
@@ -256,6 +273,9 @@ class SQLiteDatabase:
     def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...], write: bool) -> asyncio.Future[Any]:
         if self._thread is None:
             raise BackendError(f"SQLite database {self.path} is closed; call connect() first")
+        if self._forked:
+            raise BackendError(f"SQLite database {self.path} was opened before this process was "
+                               "forked; create the broker/backend again in the child process")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._jobs.put(_Job(fn, args, write, loop, future))
@@ -459,6 +479,8 @@ class SQLiteDatabase:
 
 def _forget_after_fork() -> None:
     # A child process inherits the registry but not the threads behind it.
+    for db in SQLiteDatabase._registry.values():
+        db._forked = True
     SQLiteDatabase._registry = {}
     SQLiteDatabase._registry_lock = threading.Lock()
 

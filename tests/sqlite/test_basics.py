@@ -223,3 +223,29 @@ async def test_dedupe_memory_is_pruned_to_its_window(db_url, monkeypatch):
     assert await broker.enqueue(task("c"), dedupe=True) is False  # still remembered
     assert await broker.enqueue(task("a"), dedupe=True) is True  # pruned: queued again
     await broker.close()
+
+
+def _use_inherited_broker(broker: SQLiteBroker, answers) -> None:
+    try:
+        asyncio.run(broker.stats())
+        answers.put("no error")
+    except BackendError as exc:
+        answers.put(str(exc))
+
+
+async def test_a_forked_child_is_told_to_open_its_own_connection(db_url):
+    import multiprocessing
+
+    broker = SQLiteBroker(db_url)
+    await broker.connect()
+    try:
+        context = multiprocessing.get_context("fork")
+        answers = context.Queue()
+        child = context.Process(target=_use_inherited_broker, args=(broker, answers))
+        await asyncio.to_thread(child.start)
+        answer = await asyncio.to_thread(answers.get, True, 30)
+        await asyncio.to_thread(child.join, 30)
+        assert "opened before this process was forked" in answer
+        assert (await broker.stats())["queued"] == 0  # the parent is unaffected
+    finally:
+        await broker.close()
