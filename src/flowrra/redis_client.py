@@ -225,6 +225,14 @@ class RedisConnection:
     async def command(self, *args: Any) -> Any:
         return await self.run(execute, self.connect(), args)
 
+    async def pipeline(self, commands: list[tuple[tuple[Any, ...], LuaScript | None]]) -> list[Any]:
+        """Several commands in one round trip; a failed one raises BackendError."""
+        replies = await self.run(execute_pipeline, self.connect(), commands)
+        for reply in replies:
+            if isinstance(reply, redis_errors.ResponseError):
+                raise BackendError(f"Redis {self.what} at {self.settings.display()} failed: {reply}")
+        return replies
+
     async def _retry(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...],
                      kwargs: dict[str, Any], first: BaseException) -> T:
         loop = asyncio.get_running_loop()
@@ -272,31 +280,61 @@ async def execute(client: aioredis.Redis, args: tuple[Any, ...],
     """Send one command on a pooled connection and read its reply, with no per-call extras.
 
     redis-py's ``execute_command`` adds retries, hooks and response callbacks that
-    cost more CPU than the round trip itself on the hot path; here a connection
-    whose reply was not fully read (error, cancellation) is disconnected, never
-    reused. ``script``: the command is an EVALSHA of it, loaded on NOSCRIPT.
+    cost more CPU than the round trip itself on the hot path. ``script``: the
+    command is an EVALSHA of it, loaded on NOSCRIPT.
+    """
+    reply = (await execute_pipeline(client, [(args, script)]))[0]
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+async def execute_pipeline(client: aioredis.Redis,
+                           commands: list[tuple[tuple[Any, ...], LuaScript | None]]) -> list[Any]:
+    """Send several commands in one write; return their replies (a ResponseError as a value).
+
+    Redis runs them in order, so ``BLPOP`` followed by a claim script claims the
+    moment the wake-up arrives, in a single round trip. A connection whose replies
+    were not all read (connection error, cancellation) is disconnected, never reused.
     """
     pool = client.connection_pool
     conn = await pool.get_connection()
     try:
-        await conn.send_packed_command(pack(args, conn), check_health=False)
-        try:
-            return await conn.read_response()
-        except redis_errors.NoScriptError:
-            if script is None:
-                raise
-            await conn.send_packed_command(pack(("SCRIPT", "LOAD", script.source), conn),
-                                           check_health=False)
-            await conn.read_response()
-            await conn.send_packed_command(pack(args, conn), check_health=False)
-            return await conn.read_response()
-    except redis_errors.ResponseError:
-        raise  # the reply was read completely: the connection is fine
+        if len(commands) == 1:
+            packed: Any = pack(commands[0][0], conn)
+        else:
+            packed = [b for args, _ in commands for b in _as_list(pack(args, conn))]
+        await conn.send_packed_command(packed, check_health=False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await conn.read_response())
+            except redis_errors.ResponseError as exc:
+                replies.append(exc)
+        for index, (args, script) in enumerate(commands):
+            if isinstance(replies[index], redis_errors.NoScriptError) and script is not None:
+                replies[index] = await _load_and_run(conn, script, args)
+        return replies
     except BaseException:
         await conn.disconnect(nowait=True)
         raise
     finally:
         await pool.release(conn)
+
+
+def _as_list(packed: bytes | list[bytes]) -> list[bytes]:
+    return [packed] if isinstance(packed, bytes) else packed
+
+
+async def _load_and_run(conn: Any, script: LuaScript, args: tuple[Any, ...]) -> Any:
+    await conn.send_packed_command(pack(("SCRIPT", "LOAD", script.source), conn),
+                                   check_health=False)
+    await conn.read_response()
+    await conn.send_packed_command(pack(args, conn), check_health=False)
+    try:
+        return await conn.read_response()
+    except redis_errors.ResponseError as exc:
+        return exc
 
 
 # -- pub/sub ---------------------------------------------------------------------------

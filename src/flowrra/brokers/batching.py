@@ -106,22 +106,28 @@ class Batcher(Generic[T, R]):
             await asyncio.gather(task, return_exceptions=True)
 
 
-#: ``claim(n, woken)`` -> (up to ``n`` claimed items, seconds until something is due or None).
-#: ``woken`` is the wake-up token ``wait`` consumed (None if it was not woken by one).
-ClaimFn = Callable[[int, Any], Awaitable[tuple[list[T], float | None]]]
-#: ``wait(seconds)`` blocks until woken or ``seconds`` pass; returns the token or None.
-WaitFn = Callable[[float], Awaitable[Any]]
+#: ``claim(n, wait)`` -> (up to ``n`` claimed items, seconds until something is due or None).
+#: With ``wait > 0`` and nothing claimable, it may first block up to ``wait`` seconds for the
+#: broker's wake-up signal (Redis: BLPOP and the claim script in one round trip).
+ClaimFn = Callable[[int, float], Awaitable[tuple[list[T], float | None]]]
 ReleaseFn = Callable[[list[T]], Awaitable[None]]
+#: Separate-wait form: ``wait(seconds)`` blocks until woken (returns a token or None), then
+#: ``claim(n, token)`` claims. ``ClaimCoalescer(claim, wait, release)`` composes the two.
+WaitFn = Callable[[float], Awaitable[Any]]
 
 
 class ClaimCoalescer(Generic[T]):
     """One fetcher per broker instance serving every concurrent ``get`` caller."""
 
-    def __init__(self, claim: ClaimFn[T], wait: WaitFn, release: ReleaseFn[T], *,
+    def __init__(self, claim: Callable[[int, Any], Awaitable[tuple[list[T], float | None]]],
+                 wait_or_release: WaitFn | ReleaseFn[T], release: ReleaseFn[T] | None = None, *,
                  max_wait: float = 1.0, name: str = "claim") -> None:
-        self._claim = claim
-        self._wait = wait
-        self._release = release
+        if release is None:  # claim(n, wait) blocks by itself
+            self._claim: ClaimFn[T] = claim
+            self._release = wait_or_release  # type: ignore[assignment]
+        else:
+            self._claim = _waiting_then_claiming(claim, wait_or_release)  # type: ignore[arg-type]
+            self._release = release
         self.max_wait = max_wait
         self.name = name
         self._waiters: deque[asyncio.Future[T | None]] = deque()
@@ -182,38 +188,32 @@ class ClaimCoalescer(Generic[T]):
                                  "and they will be delivered again", self.name, len(items))
 
     async def _fetch(self) -> None:
-        woken: Any = None
+        wait = 0.0  # first claim without blocking: there may be work already
         failures = 0
         try:
             while True:
                 wanted = 0 if self._closed else self._live()
-                if wanted == 0 and woken is None:
+                if wanted == 0:
                     return
                 try:
-                    items, due_in = await self._claim(wanted, woken)
+                    items, due_in = await self._claim(wanted, wait)
                 except Exception as exc:
-                    woken = None
                     failures += 1
                     if failures in (1, 10) or failures % 100 == 0:
                         logger.warning("%s: cannot claim tasks (%s); retrying", self.name, exc)
                     await asyncio.sleep(_backoff(failures))
+                    wait = 0.0
                     continue
-                woken, failures = None, 0
+                failures = 0
                 leftovers = [item for item in items if not self._give(item)]
                 if leftovers:
                     self._returns.extend(leftovers)
                     await self._release_returns()
-                if wanted == 0 or len(items) >= wanted or self._live() == 0:
-                    continue
-                wait = self.max_wait if due_in is None else max(0.0, min(self.max_wait, due_in))
-                if wait <= 0:
-                    continue
-                try:
-                    woken = await self._wait(wait)
-                except Exception as exc:
-                    failures += 1
-                    logger.warning("%s: waiting for work failed (%s)", self.name, exc)
-                    await asyncio.sleep(_backoff(failures))
+                if len(items) >= wanted:
+                    wait = 0.0
+                else:
+                    wait = self.max_wait if due_in is None else min(self.max_wait, due_in)
+                    wait = max(wait, 0.001)
         finally:
             self._fetcher = None
 
@@ -236,6 +236,15 @@ class ClaimCoalescer(Generic[T]):
 
     def reopen(self) -> None:
         self._closed = False
+
+
+def _waiting_then_claiming(claim: Callable[[int, Any], Awaitable[tuple[list[T], float | None]]],
+                           wait: WaitFn) -> ClaimFn[T]:
+    async def claim_after_wait(n: int, seconds: float) -> tuple[list[T], float | None]:
+        token = await wait(seconds) if seconds > 0 else None
+        return await claim(n, token)
+
+    return claim_after_wait
 
 
 def _expire(future: asyncio.Future[Any]) -> None:

@@ -129,10 +129,16 @@ class RedisBroker(Broker):
     def _make_coalescer(self, queues: tuple[str, ...], worker_id: str) -> ClaimCoalescer[Task]:
         wake_keys = [self._conn.key("wake", q) for q in queues] + [self._conn.key("hint")]
         vt_ms = int(self.visibility_timeout * 1000)
+        script = self._scripts["CLAIM"]
 
-        async def claim(n: int, woken: str | None) -> tuple[list[Task], float | None]:
-            reply = await self._run("CLAIM", n, worker_id, vt_ms, woken or "",
-                                    self.max_dead_letters, *queues)
+        async def claim(n: int, wait: float) -> tuple[list[Task], float | None]:
+            claim_args = ("EVALSHA", script.sha, 0, self.prefix, n, worker_id, vt_ms,
+                          self.max_dead_letters, *queues)
+            if wait > 0:  # wake-up and claim in one round trip
+                blpop = ("BLPOP", *wake_keys, round(max(0.01, wait), 3))
+                reply = (await self._conn.pipeline([(blpop, None), (claim_args, script)]))[1]
+            else:
+                reply = (await self._conn.pipeline([(claim_args, script)]))[0]
             due_ms = float(reply[0])
             tasks = []
             for i in range(1, len(reply), 2):
@@ -142,16 +148,10 @@ class RedisBroker(Broker):
                     tasks.append(task)
             return tasks, (None if due_ms < 0 else due_ms / 1000)
 
-        async def wait(seconds: float) -> str | None:
-            popped = await self._conn.command("BLPOP", *wake_keys, round(max(0.01, seconds), 3))
-            if popped is None or popped[0] == wake_keys[-1]:
-                return None  # timed out, or a delayed-set hint: re-plan without a token
-            return queues[wake_keys.index(popped[0])]
-
         async def release(tasks: list[Task]) -> None:
             await self._release(tasks, worker_id)
 
-        return ClaimCoalescer(claim, wait, release, max_wait=self.max_wait,
+        return ClaimCoalescer(claim, release, max_wait=self.max_wait,
                               name=f"flowrra-redis-claim-{'+'.join(queues)}")
 
     async def _decode(self, task_id: str, message: str) -> Task | None:

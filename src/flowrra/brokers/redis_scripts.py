@@ -30,15 +30,29 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function num(x) return string.format('%.0f', x) end
+-- Wake tokens: about one per ready task (at most 1000), for workers blocked in BLPOP.
 local function push_tokens(queue, n)
   local key = P .. ':wake:' .. queue
   if n > 0 then
-    local ones = {}
-    for i = 1, math.min(n, 1000) do ones[i] = '1' end
-    redis.call('RPUSH', key, unpack(ones))
-    if n > 1000 then push_tokens(queue, n - 1000) end
+    n = math.min(n, 1000 - redis.call('LLEN', key))
+    if n > 0 then
+      local ones = {}
+      for i = 1, n do ones[i] = '1' end
+      redis.call('RPUSH', key, unpack(ones))
+    end
   elseif n < 0 then
     redis.call('LPOP', key, -n)
+  end
+end
+-- Make the tokens of ``queue`` match its ready tasks again (claims consume them unevenly).
+local function normalize_tokens(queue)
+  local key = P .. ':wake:' .. queue
+  local want = math.min(redis.call('ZCARD', P .. ':q:' .. queue), 1000)
+  local have = redis.call('LLEN', key)
+  if have > want then
+    redis.call('LTRIM', key, have - want, -1)
+  elseif have < want then
+    push_tokens(queue, want - have)
   end
 end
 local function add_dead(id, record, max_dead)
@@ -139,12 +153,12 @@ end
 return out
 """
 
-# ARGV: P, n, worker, visibility_ms, woken_queue|'', max_dead, queue...
+# ARGV: P, n, worker, visibility_ms, max_dead, queue...
 # Returns {due_in_ms or -1, id, message, id, message, ...}
 CLAIM = _COMMON + r"""
 local now = now_ms()
 local n, worker, vt = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local woken, max_dead = ARGV[5], tonumber(ARGV[6])
+local max_dead = tonumber(ARGV[5])
 local tokens = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', now, 'LIMIT', 0, 500)) do
   redis.call('ZREM', P .. ':delayed', id)
@@ -158,7 +172,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. ':leases', '-inf', now, 'LI
   if v then make_ready(id, v, now, max_dead, tokens) end
 end
 local queues = {}
-for i = 7, #ARGV do queues[#queues + 1] = ARGV[i] end
+for i = 6, #ARGV do queues[#queues + 1] = ARGV[i] end
 local out = {-1}
 local claimed = {}
 local total = 0
@@ -207,16 +221,9 @@ if n > 0 then
     end
   end
 end
--- wake tokens track ready tasks per queue; the token BLPOP consumed counts as one claimed
-for q, c in pairs(claimed) do tokens[q] = (tokens[q] or 0) - c end
-if woken ~= '' then
-  if (claimed[woken] or 0) > 0 then
-    tokens[woken] = (tokens[woken] or 0) + 1
-  elseif n == 0 and redis.call('ZCARD', P .. ':q:' .. woken) > 0 then
-    tokens[woken] = (tokens[woken] or 0) + 1
-  end
-end
-for q, c in pairs(tokens) do push_tokens(q, c) end
+-- the BLPOP that may have run just before this script consumed a token: recount
+for _, q in ipairs(queues) do tokens[q] = true end
+for q in pairs(tokens) do normalize_tokens(q) end
 if total < n then
   local due = nil
   local d = redis.call('ZRANGE', P .. ':delayed', 0, 0, 'WITHSCORES')
