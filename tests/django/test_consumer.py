@@ -292,3 +292,24 @@ async def test_works_with_a_channel_layer(layer: str, app: Flowrra, staff_user: 
         await comm.disconnect()
         if layer == "redis":
             await get_channel_layer().flush()
+
+
+async def test_unreachable_relay_refuses_instead_of_hanging(staff_user: Any,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """Redis down: the handshake is refused after the timeout, so the page falls back to polling."""
+    from flowrra.events import EventBus
+    from flowrra.transports import TransportRelay
+    from flowrra.transports.redis import RedisTransport
+
+    bus = EventBus()
+    transport = RedisTransport("redis://127.0.0.1:1/0", socket_timeout=0.2)  # nothing listens there
+    relay = TransportRelay(transport, bus, "test")
+    bus.add_relay(relay)
+    try:
+        comm = communicator(staff_user, bus=bus, subscribe_timeout=0.5)
+        with caplog.at_level(logging.ERROR):
+            assert await comm.connect(timeout=TIMEOUT) == (False, 1011)
+        assert "did not start listening in time" in caplog.text
+        assert bus.subscriber_count == 0 and not relay.listening
+    finally:
+        await transport.close()

@@ -85,6 +85,9 @@ _INSTALL_HINT = ("Django Channels is required for the Flowrra WebSocket consumer
 APP_SETTING = "FLOWRRA_APP"
 #: Django setting: how many task states may wait for one slow socket.
 MAX_PENDING_SETTING = "FLOWRRA_WS_MAX_PENDING"
+#: Django setting: seconds to wait for the cross-process relay (Redis) on connect.
+SUBSCRIBE_TIMEOUT_SETTING = "FLOWRRA_WS_SUBSCRIBE_TIMEOUT"
+DEFAULT_SUBSCRIBE_TIMEOUT = 5.0
 
 try:
     from channels.generic.websocket import AsyncWebsocketConsumer as _ConsumerBase
@@ -133,7 +136,10 @@ class FlowrraConsumer(_ConsumerBase):
     users); ``max_pending`` — the per-socket bound (default
     ``settings.FLOWRRA_WS_MAX_PENDING`` or 1000); ``bus`` — the event bus
     (default: the process-wide one); ``read_only`` — echoed in the greeting
-    frame, for a dashboard mounted with ``get_urls(..., read_only=True)``.
+    frame, for a dashboard mounted with ``get_urls(..., read_only=True)``;
+    ``subscribe_timeout`` — seconds to wait on connect for the cross-process
+    relay to listen (default ``settings.FLOWRRA_WS_SUBSCRIBE_TIMEOUT`` or 5);
+    past it the socket is refused (close code 1011) and the page polls.
 
     Wire protocol (shared with the FastAPI and Quart sockets): first
     ``{"type": "hello", "read_only": bool, "server_time": ISO}`` once the
@@ -144,9 +150,11 @@ class FlowrraConsumer(_ConsumerBase):
 
     def __init__(self, *args: Any, auth: AuthHook | str | None = None,
                  max_pending: int | None = None, bus: EventBus | None = None,
-                 read_only: bool = False, **kwargs: Any) -> None:
+                 read_only: bool = False, subscribe_timeout: float | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._auth = auth
+        self._subscribe_timeout_s = subscribe_timeout
         self._read_only = read_only
         self._max_pending = max_pending
         self._bus = bus
@@ -175,11 +183,15 @@ class FlowrraConsumer(_ConsumerBase):
             max_pending = self._max_pending or get_setting(MAX_PENDING_SETTING) or DEFAULT_MAX_PENDING
             self.stream = EventStream(self._bus, max_pending=int(max_pending))
             # Subscribe before accepting, so that events (relayed ones included)
-            # flow from the moment the browser sees the socket open.
-            await self.stream.open()
-        except Exception:
-            logger.exception("Flowrra WebSocket: cannot subscribe to task events; "
-                             "refusing the connection (the dashboard falls back to polling)")
+            # flow from the moment the browser sees the socket open. If the relay
+            # cannot listen (Redis down), refuse rather than hang: the page polls.
+            await asyncio.wait_for(self.stream.open(), self._subscribe_timeout())
+        except Exception as exc:
+            reason = ("the cross-process event relay did not start listening in time (is the "
+                      "broker reachable?)" if isinstance(exc, TimeoutError) else repr(exc))
+            logger.error("Flowrra WebSocket: cannot subscribe to task events (%s); refusing the "
+                         "connection, the dashboard falls back to polling", reason,
+                         exc_info=not isinstance(exc, TimeoutError))
             await self._shutdown()
             await self.close(code=1011)
             return
@@ -188,6 +200,11 @@ class FlowrraConsumer(_ConsumerBase):
         self.gate = send_gate(self.base_send)
         self.forwarder = asyncio.get_running_loop().create_task(
             self._forward(self.stream, self.gate), name="flowrra-ws-forward")
+
+    def _subscribe_timeout(self) -> float:
+        if self._subscribe_timeout_s is not None:
+            return self._subscribe_timeout_s
+        return float(get_setting(SUBSCRIBE_TIMEOUT_SETTING) or DEFAULT_SUBSCRIBE_TIMEOUT)
 
     async def _check_auth(self) -> AuthError | None:
         try:
@@ -231,7 +248,14 @@ class FlowrraConsumer(_ConsumerBase):
         if gate is not None:
             gate.detach()
         if stream is not None:
-            await stream.close()
+            # Unsubscribing happens at once; only switching the relay off can wait
+            # (on a relay still trying to reach Redis), and that must not hold up
+            # the end of this connection.
+            try:
+                await asyncio.wait_for(stream.close(), self._subscribe_timeout())
+            except TimeoutError:
+                logger.warning("Flowrra WebSocket: unsubscribed, but the cross-process event "
+                               "relay did not switch off in time")
         if forwarder is not None and not forwarder.done():
             forwarder.cancel()
             # wait() does not re-raise the forwarder's CancelledError, while a
