@@ -363,7 +363,16 @@ class Subscription:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
+    @property
+    def confirmed(self) -> bool:
+        """Running, and the server has confirmed the subscription."""
+        ready = self._ready
+        return (self._task is not None and not self._task.done() and ready is not None
+                and ready.done() and not ready.cancelled())
+
     async def start(self) -> None:
+        if self.confirmed:
+            return
         if not self.running:
             loop = asyncio.get_running_loop()
             self._ready = loop.create_future()

@@ -243,6 +243,8 @@ class RedisBackend(ResultBackend):
 
     # -- completion notifications ------------------------------------------------------
     async def _watch(self, task_id: str) -> None:
+        if self._subscription is not None and self._subscription.confirmed:
+            return
         if self._subscription is None:
             if not self._conn.connected:
                 await self.connect()
