@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import inspect
 import logging
@@ -176,13 +177,16 @@ def cmd_ui(args: argparse.Namespace) -> int:
     app = _load(args.app)
     try:
         standalone = importlib.import_module("flowrra.ui.standalone")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("flowrra.ui", "flowrra.ui.standalone"):
-            raise CLIError(f"The dashboard needs {exc.name!r}, which is not installed. "
-                           "Install it with: pip install 'flowrra[ui-fastapi]'") from exc
-        raise CLIError("The standalone dashboard (flowrra.ui.standalone) is not available in this "
-                       "installation of flowrra.") from exc
-    app = _load(args.app)
+    except ImportError as exc:
+        if isinstance(exc, ModuleNotFoundError) and exc.name in ("flowrra.ui", "flowrra.ui.standalone"):
+            raise CLIError("The standalone dashboard (flowrra.ui.standalone) is not available in "
+                           "this installation of flowrra.") from exc
+        raise CLIError(f"The dashboard cannot start: {exc}. "
+                       "Install its dependencies with: pip install 'flowrra[ui-fastapi]'") from exc
+    if app.config.scheduler is not None and app.scheduler is None:
+        # Configured schedules show on the dashboard; creating the scheduler does not start it.
+        with contextlib.suppress(ImportError):
+            app.create_scheduler(check_interval=app.config.scheduler.check_interval)
     result = standalone.serve(app, args.host, args.port)
     if inspect.isawaitable(result):
         asyncio.run(_await(result))

@@ -18,6 +18,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -203,12 +204,24 @@ class Setup:
     ui: bool
     note: str = ""
 
+    def env(self) -> dict[str, str]:
+        """The FLOWRRA_* variables that configure the demo app, here and in subprocesses."""
+        env = {}
+        if self.broker_url:
+            env["FLOWRRA_BROKER_URL"] = self.broker_url
+        if self.ui:  # the dashboard shows schedules; the scheduler keeps work coming
+            env["FLOWRRA_SCHEDULER_DATABASE_URL"] = f"sqlite:///{self.workdir / 'schedules.db'}"
+            env["FLOWRRA_SCHEDULER_CHECK_INTERVAL"] = "1"
+        return env
+
 
 def choose_setup(args: argparse.Namespace, workdir: Path) -> Setup:
     ui = ui_available() if args.ui is None else args.ui
     if ui and not ui_available():
         raise DemoError("--ui needs the dashboard (flowrra.ui.standalone), which is not "
                         "available in this installation.")
+    if ui and not _port_free(args.host, args.port):
+        raise DemoError(f"port {args.port} on {args.host} is in use; pass --port N, or --no-ui.")
     if args.broker:
         return Setup(args.broker, args.in_process, workdir, ui)
     if args.in_process:
@@ -219,26 +232,40 @@ def choose_setup(args: argparse.Namespace, workdir: Path) -> Setup:
     return Setup(f"sqlite:///{workdir / 'flowrra-demo.db'}", False, workdir, ui)
 
 
-def _child_env(setup: Setup) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRRA_")}
-    if setup.broker_url:
-        env["FLOWRRA_BROKER_URL"] = setup.broker_url
-    return env
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is fine
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
-class Subprocesses:
-    """The worker (and dashboard) subprocesses, stopped gracefully however the demo ends."""
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Parts:
+    """What runs beside the demo: subprocesses (worker, dashboard) or in-process tasks."""
 
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.logs: dict[str, Path] = {}
+        self.tasks: dict[str, asyncio.Task[Any]] = {}
 
     def spawn(self, name: str, *cli_args: str) -> None:
         log = self.setup.workdir / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRRA_")}
+        env.update(self.setup.env())
         with log.open("wb") as out:
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "flowrra", *cli_args], env=_child_env(self.setup),
+                [sys.executable, "-m", "flowrra", *cli_args], env=env,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)  # Ctrl-C reaches only the demo, which stops them in order
         self.logs[name] = log
@@ -248,12 +275,22 @@ class Subprocesses:
             if proc.poll() is not None:
                 raise DemoError(f"the {name} process exited with status {proc.returncode}:\n"
                                 + self.tail(name))
+        for name, task in self.tasks.items():
+            if task.done():
+                error = None if task.cancelled() else task.exception()
+                raise DemoError(f"the {name} stopped" + (f": {error!r}" if error else ""))
 
     def tail(self, name: str, lines: int = 15) -> str:
         try:
             return "\n".join(self.logs[name].read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    async def watch(self) -> None:
+        """Fail fast if a part dies, instead of waiting for tasks that cannot run."""
+        while True:
+            self.check()
+            await asyncio.sleep(0.5)
 
     def stop_all(self, timeout: float = 15.0) -> None:
         for proc in self.procs.values():
@@ -267,19 +304,11 @@ class Subprocesses:
                 proc.wait()
 
 
-async def _watch(procs: Subprocesses) -> None:
-    """Fail fast if a subprocess dies, instead of waiting for tasks that cannot run."""
-    while True:
-        procs.check()
-        await asyncio.sleep(0.5)
-
-
 # -- the run ---------------------------------------------------------------------------
 def _load_app(setup: Setup) -> Flowrra:
     for key in [k for k in os.environ if k.startswith("FLOWRRA_")]:
         del os.environ[key]  # the demo never touches the broker of the user's environment
-    if setup.broker_url:
-        os.environ["FLOWRRA_BROKER_URL"] = setup.broker_url
+    os.environ.update(setup.env())
     if "flowrra.demo_tasks" in sys.modules:
         raise DemoError("flowrra.demo_tasks was already imported; run the demo in a new process.")
     from flowrra.demo_tasks import app
@@ -287,8 +316,7 @@ def _load_app(setup: Setup) -> Flowrra:
     return app
 
 
-async def _submit_and_watch(app: Flowrra, view: DemoView, total: int,
-                            timeout: float) -> float:
+async def _submit_and_watch(app: Flowrra, view: DemoView, total: int, timeout: float) -> None:
     from flowrra.events import event_bus
 
     async def on_event(event: dict[str, Any]) -> None:
@@ -305,67 +333,92 @@ async def _submit_and_watch(app: Flowrra, view: DemoView, total: int,
             ids.append(task_id)
         async with asyncio.timeout(timeout):
             records = await asyncio.gather(*(app.wait_for_result(i) for i in ids))
-        elapsed = time.monotonic() - started
+        view.elapsed = time.monotonic() - started
         for record in records:  # events may still be in flight; the results are final
             view.apply(record.to_dict)
-        return elapsed
     finally:
         await event_bus.unsubscribe(on_event)
 
 
-async def _demo(setup: Setup, args: argparse.Namespace, console: Console,
-                procs: Subprocesses) -> DemoView:
+async def _start_parts(app: Flowrra, setup: Setup, args: argparse.Namespace, parts: Parts) -> None:
+    """Start the worker (and the dashboard), here or as ``flowrra`` subprocesses."""
+    if setup.in_process:
+        await app.start(io_workers=args.concurrency)
+        if setup.ui:
+            from flowrra.ui import standalone
+
+            parts.tasks["dashboard"] = asyncio.get_running_loop().create_task(
+                standalone.serve(app, args.host, args.port, log_level="warning"))
+    else:
+        await app.connect()
+        worker_args = ["worker", APP_REF, "--concurrency", str(args.concurrency),
+                       "--shutdown-timeout", "5"]
+        parts.spawn("worker", *worker_args, *(["--with-scheduler"] if setup.ui else []))
+        if setup.ui:
+            parts.spawn("dashboard", "ui", APP_REF, "--host", args.host, "--port", str(args.port),
+                        "--loglevel", "warning")
+    if setup.ui:
+        deadline = time.monotonic() + 30
+        while not await asyncio.to_thread(_port_open, args.host, args.port):
+            parts.check()
+            if time.monotonic() > deadline:
+                raise DemoError(f"the dashboard did not start listening on port {args.port}:\n"
+                                + parts.tail("dashboard"))
+            await asyncio.sleep(0.1)
+
+
+async def _first(main: asyncio.Future[Any], watcher: asyncio.Task[None]) -> Any:
+    """Await ``main`` unless the watcher fails first (a part died)."""
+    done, _ = await asyncio.wait({main, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    if main not in done:
+        main.cancel()
+        watcher.result()
+    return main.result()
+
+
+async def _keep_serving(app: Flowrra, setup: Setup, console: Console,
+                        watcher: asyncio.Task[None]) -> None:
+    """After the batch: schedule recurring work and keep the dashboard up until Ctrl-C."""
+    scheduler = app.create_scheduler(check_interval=1.0)
+    await scheduler.schedule_interval("fetch_page", 5, args=(0,), priority=5,
+                                      description="demo: a page every 5 seconds")
+    await scheduler.schedule_cron("nightly_cleanup", "* * * * *", args=(1,), priority=9,
+                                  description="demo: cleanup every minute")
+    if setup.in_process:
+        await scheduler.start()
+    else:
+        await scheduler.close()  # the worker's scheduler (--with-scheduler) runs them
+    console.print("The scheduler now submits fetch_page every 5 s and nightly_cleanup every "
+                  "minute. Press Ctrl-C to quit.")
+    await watcher  # until a part dies or Ctrl-C
+
+
+async def _demo(setup: Setup, args: argparse.Namespace, console: Console, parts: Parts) -> None:
     from rich.live import Live
 
     app = _load_app(setup)
     view = DemoView()
-    if setup.in_process:
-        await app.start(io_workers=args.concurrency)
-        if setup.ui:
-            await _serve_ui_in_process(app, args)
-    else:
-        await app.connect()
-        procs.spawn("worker", "worker", APP_REF, "--concurrency", str(args.concurrency),
-                    "--shutdown-timeout", "5")
-        if setup.ui:
-            procs.spawn("ui", "ui", APP_REF, "--host", args.host, "--port", str(args.port))
-    watcher = asyncio.get_running_loop().create_task(_watch(procs))
+    await _start_parts(app, setup, args, parts)
+    if setup.ui:
+        console.print(f"[bold]Dashboard[/]: http://{args.host}:{args.port}/flowrra/")
+    loop = asyncio.get_running_loop()
+    watcher = loop.create_task(parts.watch())
     try:
         with Live(view, console=console, refresh_per_second=8, transient=True):
-            work = asyncio.get_running_loop().create_task(
-                _submit_and_watch(app, view, args.tasks, args.timeout))
-            done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if work not in done:
-                work.cancel()
-                watcher.result()  # raises the DemoError of the dead subprocess
-            view.elapsed = work.result()
+            work = loop.create_task(_submit_and_watch(app, view, args.tasks, args.timeout))
+            await _first(work, watcher)
+        console.print(view.table("by task", describe=True))
+        console.print(summary(view, view.elapsed))
         if setup.ui:
-            console.print(f"Dashboard: http://{args.host}:{args.port}/ — press Ctrl-C to quit.")
-            await asyncio.Event().wait()
+            await _keep_serving(app, setup, console, watcher)
     except TimeoutError:
         raise DemoError(f"not all tasks finished within {args.timeout:.0f}s; see "
-                        f"{procs.logs.get('worker', 'the log above')}") from None
+                        f"{parts.logs.get('worker', 'the log above')}") from None
     finally:
         watcher.cancel()
+        for task in parts.tasks.values():
+            task.cancel()
         await app.stop(wait=False)
-    return view
-
-
-async def _serve_ui_in_process(app: Flowrra, args: argparse.Namespace) -> None:
-    """Hook for the dashboard: its ``serve`` must be a coroutine function to share our loop."""
-    import inspect
-
-    from flowrra.ui import standalone  # type: ignore[attr-defined]
-
-    if not inspect.iscoroutinefunction(standalone.serve):
-        raise DemoError("--ui with --in-process needs an async flowrra.ui.standalone.serve; "
-                        "drop --in-process to serve the dashboard from its own process.")
-    task = asyncio.get_running_loop().create_task(standalone.serve(app, args.host, args.port))
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-
-
-_background: set[asyncio.Task[Any]] = set()
 
 
 def summary(view: DemoView, elapsed: float) -> Table:
@@ -402,17 +455,15 @@ def run(args: argparse.Namespace) -> int:
         where = ("this process" if setup.in_process else "a 'flowrra worker' subprocess")
         console.print(f"[bold]Flowrra demo[/]: {args.tasks} tasks, broker "
                       f"{setup.broker_url or 'in-memory'}, worker in {where}. {setup.note}")
-        procs = Subprocesses(setup)
+        parts = Parts(setup)
         try:
-            view = asyncio.run(_demo(setup, args, console, procs))
+            asyncio.run(_demo(setup, args, console, parts))
         except DemoError as exc:
             console.print(f"[red]flowrra demo: error:[/] {exc}")
             return 1
         except KeyboardInterrupt:
-            console.print("interrupted")
-            return 130
+            console.print("stopped")
+            return 0 if setup.ui else 130
         finally:
-            procs.stop_all()
-        console.print(view.table("by task", describe=True))
-        console.print(summary(view, view.elapsed))
+            parts.stop_all()
     return 0
