@@ -123,7 +123,8 @@ async def test_second_signal_stops_at_once_and_hands_back(caplog):
     assert "SIGINT received again: cold shutdown" in caplog.text
     assert "2 handed back" in caplog.text
     assert (await app.broker.stats())["queued"] == 2
-    assert [await status(app, t) for t in blocked] == [TaskStatus.RUNNING] * 2
+    # Handed back untouched: waiting again, as before it was claimed.
+    assert [await status(app, t) for t in blocked] == [TaskStatus.PENDING] * 2
 
 
 async def test_with_scheduler_starts_and_stops_it(caplog):
