@@ -1,0 +1,50 @@
+"""Real sockets: each example under its real ASGI server, tasks run by a separate worker via Redis.
+
+For every example (FastAPI/uvicorn, Quart/hypercorn, Django/daphne, Django/uvicorn
+and Django/daphne with a ``channels_redis`` layer) a ``websockets`` client
+connects to ``<mount>/ws``, this process submits a task on the stack's Redis
+prefix, and the client must see that task's frames pending -> running -> success,
+in that order, each once, with the result in the last one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import producer_for, running_stack
+from tests.e2e.servers import Stack
+from tests.e2e.sockets import live_socket, task_frames
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module", params=["fastapi-uvicorn", "quart-hypercorn", "django-daphne",
+                                        "django-uvicorn", "django-daphne-layer"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_stack(request.param, tmp_path_factory) as started:
+        yield started
+
+
+async def test_frames_arrive_in_order_on_every_socket(stack: Stack) -> None:
+    example = stack.example
+    async with producer_for(stack) as producer, live_socket(stack.ws_url) as first, \
+            live_socket(stack.ws_url) as second:
+        task_id = await producer.submit(example.task, *example.args)
+        seen = [await task_frames(ws, task_id, context=stack.logs()) for ws in (first, second)]
+
+    for frames in seen:
+        # each state once per subscriber, in order, though a separate process ran the task
+        assert [f["status"] for f in frames] == ["pending", "running", "success"], (frames, stack.logs())
+        assert frames[-1]["result"] == example.result
+        assert frames[-1]["task_name"] == example.task
+        assert all(f["submitted_at"] == frames[0]["submitted_at"] for f in frames)
+        assert frames[1]["started_at"] and frames[2]["finished_at"]
+
+    # the HTTP side of the same server reads the record the worker stored
+    async with httpx.AsyncClient(base_url=stack.ui_url, timeout=10) as client:
+        response = await client.get(f"/api/executions/{task_id}")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "success"
