@@ -6,9 +6,11 @@ and counts by status are served from the index, never by scanning records.
 
 ``wait_for`` in another process: completions stored in this process wake
 waiters at once (:meth:`_notify`); for the others, a single poller per backend
-re-reads the waited-for rows whenever the file watcher of
-:mod:`flowrra.sqlite_db` sees another process commit (within about 2 ms while
-busy, 25 ms when quiet), and at least every second regardless.
+reads which records became final since its last look (final records are
+numbered in commit order, ``done_seq``, so this is an index range read however
+many tasks are awaited) whenever the file watcher of
+:mod:`flowrra.sqlite_db` sees another process commit (within 2 ms while busy,
+25-100 ms after a quiet spell), and at least every second regardless.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Publishing appends to a buffer and returns at once; one job on the database
 thread writes everything buffered by then in a single insert, inside whatever
 transaction the thread runs next (so a busy worker pays no write per event).
 Listeners read rows past the last id they saw when the file watcher of
-:mod:`flowrra.sqlite_db` reports a change (another process: within about 2 ms
-while busy, 25 ms when quiet; this process: at once), reading at most every
+:mod:`flowrra.sqlite_db` reports a change (another process: within 2 ms
+while busy, 25-100 ms after a quiet spell; this process: at once), reading at most every
 ``min_interval`` seconds so a burst is fetched in a few queries. Rows older than
 ``max_age`` seconds, or beyond the newest ``max_events``, are pruned by publishers.
 Delivery is best effort, like Redis pub/sub: a listener that falls further
