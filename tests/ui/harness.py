@@ -137,6 +137,14 @@ def build_app() -> Flowrra:
     return app
 
 
+def forget(app: Flowrra) -> None:
+    """Take a stopped app's relay off the process-wide bus (apps never do it themselves),
+    so later subscribers in this test process do not switch it on again."""
+    from flowrra.events import event_bus
+
+    event_bus.remove_relay(app._relay)
+
+
 async def start_app(app: Flowrra, options: UIOptions) -> None:
     if options.scheduler:
         app.create_scheduler("memory://")
@@ -169,6 +177,7 @@ async def fastapi_harness(options: UIOptions) -> AsyncIterator[Harness]:
     finally:
         await client.aclose()
         await app.stop()
+        forget(app)
 
 
 # -- Quart --------------------------------------------------------------------------------
@@ -201,6 +210,7 @@ async def quart_harness(options: UIOptions) -> AsyncIterator[Harness]:
                       extra={"web": web})
     finally:
         await app.stop()
+        forget(app)
 
 
 # -- Flask (synchronous views; the app lives on a private loop thread) -------------------------
@@ -248,3 +258,4 @@ async def flask_harness(options: UIOptions) -> AsyncIterator[Harness]:
     finally:
         await portal.run(app.stop())
         portal.close()
+        forget(app)

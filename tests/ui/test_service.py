@@ -7,6 +7,7 @@ import pytest
 from flowrra import BackendConfig, BrokerConfig, Config, Flowrra
 from flowrra.ui import UIRequest, UIService, normalize_prefix
 from flowrra.ui.pages import resolve_static
+from tests.ui.harness import forget
 
 
 @pytest.fixture
@@ -15,6 +16,7 @@ async def service():
     await app.start()
     yield UIService(app)
     await app.stop()
+    forget(app)
 
 
 @pytest.mark.parametrize("path", [
@@ -66,3 +68,4 @@ async def test_unreachable_stores_give_503_not_500() -> None:
     page = await service.handle(UIRequest("GET", ""), "")
     assert page.status == 200, "pages render without the stores"
     await app.stop()
+    forget(app)

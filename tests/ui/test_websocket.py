@@ -18,7 +18,7 @@ import pytest
 
 from flowrra import Flowrra
 from flowrra.ui import AuthError
-from tests.ui.harness import PREFIX, UIOptions, build_app, quart_app
+from tests.ui.harness import PREFIX, UIOptions, build_app, forget, quart_app
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,7 +37,8 @@ def header_auth(request: Any) -> bool:
 
 
 # -- FastAPI --------------------------------------------------------------------------------
-def fastapi_app(app: Flowrra, auth: Callable[[Any], Any] | None = None) -> Any:
+def fastapi_app(app: Flowrra, auth: Callable[[Any], Any] | None = None,
+                service: Any = None) -> Any:
     from fastapi import FastAPI
 
     from flowrra.ui.fastapi import create_router
@@ -47,9 +48,10 @@ def fastapi_app(app: Flowrra, auth: Callable[[Any], Any] | None = None) -> Any:
         await app.start(consume=False)
         yield
         await app.stop()
+        forget(app)
 
     web = FastAPI(lifespan=lifespan)
-    web.include_router(create_router(app, auth=auth), prefix=PREFIX)
+    web.include_router(create_router(app, auth=auth, service=service), prefix=PREFIX)
     return web
 
 
@@ -146,6 +148,7 @@ async def test_quart_socket_streams_pending_running_success() -> None:
             assert done["status"] == "success" and done["result"] == "opened quart"
     finally:
         await app.stop()
+        forget(app)
 
 
 async def test_quart_socket_auth() -> None:
@@ -164,3 +167,59 @@ async def test_quart_socket_auth() -> None:
             assert json.loads(await asyncio.wait_for(ws.receive(), 10))["type"] == "hello"
     finally:
         await app.stop()
+        forget(app)
+
+
+# -- a relay that cannot listen (its broker is down) ------------------------------------------
+@contextlib.contextmanager
+def unreachable_relay():
+    """An app on the bus whose Redis refuses connections: its relay can never start listening."""
+    from flowrra import BrokerConfig, Config
+
+    down = Flowrra(Config(broker=BrokerConfig("redis://127.0.0.1:1/0", socket_timeout=0.2)))
+    try:
+        yield down
+    finally:
+        forget(down)
+
+
+def test_fastapi_socket_refused_with_503_when_the_relay_cannot_listen() -> None:
+    from fastapi.testclient import TestClient
+    from starlette.testclient import WebSocketDenialResponse
+
+    from flowrra.events import event_bus
+    from flowrra.ui import UIService
+
+    app = build_app()
+    service = UIService(app, subscribe_timeout=0.3)
+    with unreachable_relay(), TestClient(fastapi_app(app, service=service)) as client:
+        before = event_bus.subscriber_count
+        with pytest.raises(WebSocketDenialResponse) as refused, \
+                client.websocket_connect(f"{PREFIX}/ws"):
+            pass
+        assert refused.value.status_code == 503 and "broker" in refused.value.json()["error"]
+        assert event_bus.subscriber_count == before, "the refused socket left no subscription"
+        assert client.get(f"{PREFIX}/api/stats").status_code == 200, "the page can still poll"
+
+
+async def test_quart_socket_refused_with_503_when_the_relay_cannot_listen() -> None:
+    from quart import Quart
+    from quart.testing.connections import WebsocketResponseError
+
+    from flowrra.ui import UIService
+    from flowrra.ui.flask import create_blueprint
+
+    app = build_app()
+    await app.start(consume=False)
+    web = Quart(__name__)
+    web.register_blueprint(create_blueprint(app, service=UIService(app, subscribe_timeout=0.3)),
+                           url_prefix=PREFIX)
+    try:
+        with unreachable_relay():
+            with pytest.raises(WebsocketResponseError) as refused:
+                async with web.test_client().websocket(f"{PREFIX}/ws") as ws:
+                    await asyncio.wait_for(ws.receive(), 10)
+            assert refused.value.response.status_code == 503
+    finally:
+        await app.stop()
+        forget(app)

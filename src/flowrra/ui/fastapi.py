@@ -35,6 +35,16 @@ def _native(response: UIResponse) -> Response:
                     media_type=response.content_type)
 
 
+async def _refuse(websocket: WebSocket, status: int, message: str, close_code: int,
+                  headers: dict[str, str] | None = None) -> None:
+    """Answer the handshake with an HTTP error if the server can, else close with ``close_code``."""
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        body = {"error": message, "status": status}
+        await websocket.send_denial_response(JSONResponse(body, status, headers=headers))
+    else:
+        await websocket.close(code=close_code, reason=message[:120])
+
+
 def create_router(flowrra: Flowrra, *, auth: AuthHook | None = None, read_only: bool = False,
                   dependencies: Sequence[Any] | None = None,
                   service: UIService | None = None) -> APIRouter:
@@ -46,12 +56,13 @@ def create_router(flowrra: Flowrra, *, auth: AuthHook | None = None, read_only: 
     async def flowrra_socket(websocket: WebSocket) -> None:
         refusal = await run_auth(auth, websocket)
         if refusal is not None:
-            if "websocket.http.response" in websocket.scope.get("extensions", {}):
-                body = {"error": refusal.message, "status": refusal.status}
-                await websocket.send_denial_response(
-                    JSONResponse(body, refusal.status, headers=refusal.headers))
-            else:
-                await websocket.close(code=4000 + refusal.status, reason=refusal.message)
+            await _refuse(websocket, refusal.status, refusal.message, 4000 + refusal.status,
+                          refusal.headers)
+            return
+        events = await service.subscribe()
+        if events is None:  # the relay cannot listen (broker down): refuse, the page polls
+            await _refuse(websocket, 503, "Live updates are unavailable: cannot subscribe to "
+                          "task events (is the broker reachable?)", 1011)
             return
         await websocket.accept()
 
@@ -61,7 +72,7 @@ def create_router(flowrra: Flowrra, *, auth: AuthHook | None = None, read_only: 
                 return None
             return message.get("text") or message.get("bytes") or ""
 
-        await service.stream(websocket.send_text, receive)
+        await service.stream(websocket.send_text, receive, events)
 
     @router.api_route("/{path:path}", methods=_METHODS, include_in_schema=False)
     async def flowrra_ui(request: Request, path: str) -> Response:

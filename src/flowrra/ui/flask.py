@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
@@ -119,9 +120,14 @@ class FlowrraBlueprint:
             ws = quart.websocket
             refusal = await run_auth(auth, ws)
             if refusal is not None:
-                return _refusal(quart.Response, refusal)
+                return _json_error(quart.Response, refusal.status, refusal.message,
+                                   refusal.headers)
+            events = await service.subscribe()
+            if events is None:  # the relay cannot listen (broker down): refuse, the page polls
+                return _json_error(quart.Response, 503, "Live updates are unavailable: cannot "
+                                   "subscribe to task events (is the broker reachable?)")
             await ws.accept()
-            await service.stream(ws.send, ws.receive)
+            await service.stream(ws.send, ws.receive, events)
             return None
 
         bp.add_websocket("/ws", "flowrra_socket", socket)
@@ -181,11 +187,10 @@ def _to_native(response_cls: Any, response: UIResponse) -> Any:
                         content_type=response.content_type)
 
 
-def _refusal(response_cls: Any, refusal: AuthError) -> Any:
-    import json
-
-    body = json.dumps({"error": refusal.message, "status": refusal.status})
-    return response_cls(body, status=refusal.status, headers=refusal.headers,
+def _json_error(response_cls: Any, status: int, message: str,
+                headers: dict[str, str] | None = None) -> Any:
+    body = json.dumps({"error": message, "status": status})
+    return response_cls(body, status=status, headers=headers or {},
                         content_type="application/json")
 
 

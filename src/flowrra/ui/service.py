@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 SendText = Callable[[str], Awaitable[Any]]
 ReceiveText = Callable[[], Awaitable[Any]]
 
+#: Seconds a new socket waits for the cross-process relay before it is refused.
+DEFAULT_SUBSCRIBE_TIMEOUT = 5.0
+
 _MUTATIONS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -62,8 +65,12 @@ class UIService:
     """
 
     def __init__(self, app: Flowrra, *, read_only: bool = False, title: str = "Flowrra",
-                 bus: EventBus | None = None, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+                 bus: EventBus | None = None, max_pending: int = DEFAULT_MAX_PENDING,
+                 subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT) -> None:
+        if subscribe_timeout <= 0:
+            raise ValueError(f"subscribe_timeout must be greater than zero, got {subscribe_timeout}")
         self.app = app
+        self.subscribe_timeout = subscribe_timeout
         self.read_only = read_only
         self.title = title
         self.bus = bus
@@ -140,27 +147,64 @@ class UIService:
         """A fresh bounded event stream for one socket (not yet opened)."""
         return EventStream(self.bus, self.max_pending)
 
-    async def stream(self, send_text: SendText, receive: ReceiveText) -> None:
+    async def subscribe(self) -> EventStream | None:
+        """An opened stream for one socket, or None if the subscription cannot start.
+
+        Opening waits for the cross-process relay to listen; if the broker is
+        unreachable that could take forever, so it is bounded by
+        ``subscribe_timeout`` and the adapter refuses the socket (the page polls).
+        Adapters call this *before* accepting, so events flow from the moment
+        the browser sees the socket open.
+        """
+        events = self.open_stream()
+        try:
+            await asyncio.wait_for(events.open(), self.subscribe_timeout)
+        except Exception as exc:
+            reason = ("the cross-process event relay did not start listening in time (is the "
+                      "broker reachable?)" if isinstance(exc, TimeoutError) else repr(exc))
+            logger.error("flowrra UI: cannot subscribe a socket to task events (%s); refusing "
+                         "it, the dashboard falls back to polling", reason)
+            await self._close(events)
+            return None
+        return events
+
+    async def _close(self, events: EventStream) -> None:
+        """Unsubscribe at once; switching a relay off may wait on the broker, but not forever."""
+        try:
+            await asyncio.wait_for(events.close(), self.subscribe_timeout)
+        except Exception as exc:
+            logger.warning("flowrra UI: unsubscribed, but the event relay did not switch off "
+                           "cleanly: %r", exc)
+
+    async def stream(self, send_text: SendText, receive: ReceiveText,
+                     events: EventStream | None = None) -> None:
         """Forward every event to one accepted socket until either side goes away.
 
-        ``receive`` must return the next client message, and return None or raise
-        when the client disconnects. The first frame is ``{"type": "hello"}``,
-        sent once the subscription is live, so a client knows nothing after it
-        is missed.
+        ``events`` is the stream from :meth:`subscribe` (subscribed here if
+        omitted; then a failure raises RuntimeError). ``receive`` must return
+        the next client message, and return None or raise when the client
+        disconnects. The first frame is ``{"type": "hello"}``, sent once the
+        subscription is live, so a client knows nothing after it is missed.
         """
-        async with self.open_stream() as events:
+        if events is None:
+            events = await self.subscribe()
+            if events is None:
+                raise RuntimeError("cannot subscribe to task events; see the log")
+        forward = listen = None
+        try:
             await send_text(json.dumps({"type": "hello", "read_only": self.read_only,
                                         "server_time": utcnow().isoformat()}))
             forward = asyncio.ensure_future(self._forward(events, send_text))
             listen = asyncio.ensure_future(self._listen(receive, send_text))
-            try:
-                await asyncio.wait({forward, listen}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (forward, listen):
-                    task.cancel()
-                for task in (forward, listen):
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            await asyncio.wait({forward, listen}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            tasks = [t for t in (forward, listen) if t is not None]
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await self._close(events)
 
     @staticmethod
     async def _forward(events: EventStream, send_text: SendText) -> None:
