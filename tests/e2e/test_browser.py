@@ -106,6 +106,7 @@ def test_row_turns_success_live_without_reload(new_page: Any, fastapi_stack: Sta
     assert states[-1] == "success" and "running" in states, states  # pushed, not polled
     assert page.evaluate("window.__notReloaded") is True
     assert page.text_content("#connection-mode") == "live"
+    assert page.evaluate("Flowrra.pollMs") == 15_000  # the fallback's default interval
 
 
 def test_cut_socket_falls_back_to_polling_and_recovers(new_page: Any, fastapi_stack: Stack) -> None:

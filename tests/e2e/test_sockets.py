@@ -4,16 +4,23 @@ For every example (FastAPI/uvicorn, Quart/hypercorn, Django/daphne, Django/uvico
 and Django/daphne with a ``channels_redis`` layer) a ``websockets`` client
 connects to ``<mount>/ws``, this process submits a task on the stack's Redis
 prefix, and the client must see that task's frames pending -> running -> success,
-in that order, each once, with the result in the last one.
+in that order, each once, with the result in the last one. In the layer run the
+test also checks that the server's consumer really listens on its channels_redis
+channel, so the run cannot silently fall back to no layer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 
 import httpx
+import psutil
 import pytest
+import redis
 
+from tests.conftest import REDIS_URL
 from tests.e2e.conftest import producer_for, running_stack
 from tests.e2e.servers import Stack
 from tests.e2e.sockets import live_socket, task_frames
@@ -32,6 +39,8 @@ async def test_frames_arrive_in_order_on_every_socket(stack: Stack) -> None:
     example = stack.example
     async with producer_for(stack) as producer, live_socket(stack.ws_url) as first, \
             live_socket(stack.ws_url) as second:
+        if "REDIS_URL" in example.env:  # this run must really go through channels_redis
+            await assert_listening_on_layer(stack)
         task_id = await producer.submit(example.task, *example.args)
         seen = [await task_frames(ws, task_id, context=stack.logs()) for ws in (first, second)]
 
@@ -48,3 +57,25 @@ async def test_frames_arrive_in_order_on_every_socket(stack: Stack) -> None:
         response = await client.get(f"/api/executions/{task_id}")
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "success"
+
+
+
+async def assert_listening_on_layer(stack: Stack) -> None:
+    """The server holds a Redis connection blocked in BZPOPMIN: its consumer's channels_redis channel."""
+    assert stack.server is not None
+    server = psutil.Process(stack.server.pid)
+    client = redis.Redis.from_url(REDIS_URL)
+    redis_port = client.connection_pool.connection_kwargs["port"]
+
+    def blocked_in_bzpopmin() -> bool:
+        ports = {f"127.0.0.1:{c.laddr.port}" for c in server.net_connections("tcp")
+                 if c.raddr and c.raddr.port == redis_port}
+        return any(c["addr"] in ports and c["cmd"] == "bzpopmin" for c in client.client_list())
+
+    try:
+        deadline = time.monotonic() + 15
+        while not blocked_in_bzpopmin():
+            assert time.monotonic() < deadline, "no consumer of the server listens on the layer"
+            await asyncio.sleep(0.1)
+    finally:
+        client.close()
