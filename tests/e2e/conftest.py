@@ -51,8 +51,12 @@ def running_stack(name: str, tmp_path_factory: pytest.TempPathFactory, **options
         delete_prefix(stack.key_prefix)
 
 
-async def _stub(*args: Any, **kwargs: Any) -> None:
-    """Stands in for a task in the test process, which only submits; workers run the real one."""
+def _stand_in() -> Any:
+    """A fresh function per registration: the test process only submits, workers run the real task."""
+    async def stand_in(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    return stand_in
 
 
 @contextlib.asynccontextmanager
@@ -60,17 +64,10 @@ async def producer_for(stack: Stack, *task_names: str) -> AsyncIterator[Flowrra]
     """A connected app on the stack's prefix that knows ``task_names`` (default: the stack's task)."""
     app = Flowrra(Config(broker=BrokerConfig(REDIS_URL, queue_key=stack.key_prefix)))
     for name in task_names or (stack.example.task,):
-        app.task(name=name)(_copy_stub())
+        app.task(name=name)(_stand_in())
     await app.connect()
     try:
         yield app
     finally:
         await app.stop()
         event_bus.remove_relay(app._relay)
-
-
-def _copy_stub() -> Any:
-    async def stub(*args: Any, **kwargs: Any) -> None:
-        await _stub(*args, **kwargs)
-
-    return stub
