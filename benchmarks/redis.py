@@ -172,6 +172,16 @@ async def run_benchmarks(app, apps_module, report: Report, args: argparse.Namesp
     await wait_all(app, await submit_all(app, lambda i: (noop, ()), 300, args.concurrency), 60)
 
     n = args.tasks
+    if n:
+        await _noop_phase(app, noop, n, report, args, cpu)
+    if args.sleep_tasks:
+        await _sleep_phase(app, sleep, args.sleep_tasks, report, args)
+    if args.latency_tasks:
+        await _latency_phase(app, noop, args.latency_tasks, report)
+
+
+async def _noop_phase(app, noop, n: int, report: Report, args: argparse.Namespace,
+                      cpu: CpuMeter) -> None:
     cpu_before = await cpu.read()
     start = time.perf_counter()
     ids = await submit_all(app, lambda i: (noop, ()), n, args.concurrency)
@@ -186,7 +196,8 @@ async def run_benchmarks(app, apps_module, report: Report, args: argparse.Namesp
         used = (cpu_after[name] - cpu_before[name]) / n * 1e6
         report.add(f"  CPU per no-op task: {name}", used, "us")
 
-    m = args.sleep_tasks
+
+async def _sleep_phase(app, sleep, m: int, report: Report, args: argparse.Namespace) -> None:
     start = time.perf_counter()
     ids = await submit_all(app, lambda i: (sleep, (0.05,)), m, args.concurrency)
     await wait_all(app, ids, 300)
@@ -194,8 +205,10 @@ async def run_benchmarks(app, apps_module, report: Report, args: argparse.Namesp
     report.add(f"{m:,} x sleep(0.05), 100 slots (floor {m / 100 * 0.05:g} s)", wall, "s",
                TARGETS["sleep_wall"] * m / 2000)
 
+
+async def _latency_phase(app, noop, count: int, report: Report) -> None:
     ids = []
-    for _ in range(args.latency_tasks):
+    for _ in range(count):
         ids.append(await app.submit(noop))
         await asyncio.sleep(0.01)
     records = await wait_all(app, ids, 60)

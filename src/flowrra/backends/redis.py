@@ -182,9 +182,10 @@ class RedisBackend(ResultBackend):
         self._scripts = {name: LuaScript.of(source) for name, source in (
             ("store", _STORE), ("list", _LIST), ("count", _COUNT), ("delete", _DELETE),
             ("clear", _CLEAR))}
-        self._storer: Batcher[TaskResult, None] = Batcher(self._store_batch,
-                                                          name="flowrra-redis-store")
-        self._getter: Batcher[str, str | None] = Batcher(self._get_batch, name="flowrra-redis-get")
+        self._storer: Batcher[TaskResult, None] = Batcher(
+            self._store_batch, max_inflight=2, name="flowrra-redis-store")
+        self._getter: Batcher[str, str | None] = Batcher(
+            self._get_batch, max_inflight=2, name="flowrra-redis-get")
         self._subscription: Subscription | None = None
 
     async def connect(self) -> None:

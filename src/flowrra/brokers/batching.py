@@ -33,19 +33,26 @@ def _backoff(attempt: int) -> float:
 class Batcher(Generic[T, R]):
     """Collects items submitted concurrently and flushes them together.
 
-    ``flush(items)`` returns one result per item (or ``None`` for all). One flush
-    runs at a time; items arriving meanwhile form the next batch, so batches grow
-    exactly when the backend is the bottleneck and stay at one item when idle.
+    ``flush(items)`` returns one result per item (or ``None`` for all). Up to
+    ``max_inflight`` flushes run at once; items arriving meanwhile form the next
+    batch, so batches grow exactly when the backend is the bottleneck and stay at
+    one item when idle. With ``max_inflight=1`` batches are flushed strictly in
+    order (events rely on that); more lets a caller skip waiting behind a batch
+    that is already on the wire.
     """
 
     def __init__(self, flush: Callable[[list[T]], Awaitable[Sequence[R] | None]], *,
-                 max_batch: int = 500, name: str = "batch") -> None:
+                 max_batch: int = 500, max_inflight: int = 1, name: str = "batch") -> None:
+        if max_inflight < 1:
+            raise ValueError(f"max_inflight must be at least 1, got {max_inflight}")
         self._flush = flush
         self.max_batch = max_batch
+        self.max_inflight = max_inflight
         self.name = name
         self._items: list[T] = []
         self._futures: list[asyncio.Future[R] | None] = []
-        self._task: asyncio.Task[None] | None = None
+        self._drainers: set[asyncio.Task[None]] = set()
+        self._unstarted: asyncio.Task[None] | None = None  # will take whatever is pending
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -65,45 +72,63 @@ class Batcher(Generic[T, R]):
         return len(self._items)
 
     def _ensure_running(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._drain(), name=self.name)
+        if self._unstarted is None and len(self._drainers) < self.max_inflight:
+            task = asyncio.get_running_loop().create_task(self._drain(), name=self.name)
+            self._unstarted = task
+            self._drainers.add(task)
+            task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        """Done callback; also covers a drainer cancelled before it ever ran."""
+        self._drainers.discard(task)
+        if self._unstarted is task:
+            self._unstarted = None
 
     async def _drain(self) -> None:
+        me = asyncio.current_task()
+        if self._unstarted is me:
+            self._unstarted = None
         try:
-            while self._items:
-                size = self.max_batch
-                items, futures = self._items[:size], self._futures[:size]
-                del self._items[:size], self._futures[:size]
-                try:
-                    results = await self._flush(items)
-                except asyncio.CancelledError:
-                    for future in futures:
-                        if future is not None and not future.done():
-                            future.cancel()
-                    raise
-                except Exception as exc:
-                    if all(future is None for future in futures):
-                        logger.warning("%s: dropped %d item(s): %s", self.name, len(items), exc)
-                    for future in futures:
-                        if future is not None and not future.done():
-                            future.set_exception(exc)
-                    continue
-                for index, future in enumerate(futures):
-                    if future is not None and not future.done():
-                        future.set_result(None if results is None else results[index])
+            await self._drain_items()
         finally:
-            self._task = None
+            # leave synchronously: an item submitted from now on must start a new drainer
+            self._drainers.discard(me)  # type: ignore[arg-type]
+
+    async def _drain_items(self) -> None:
+        while self._items:
+            size = self.max_batch
+            items, futures = self._items[:size], self._futures[:size]
+            del self._items[:size], self._futures[:size]
+            if self._items:
+                self._ensure_running()  # more than one batch waiting: use the spare flush
+            try:
+                results = await self._flush(items)
+            except asyncio.CancelledError:
+                for future in futures:
+                    if future is not None and not future.done():
+                        future.cancel()
+                raise
+            except Exception as exc:
+                if all(future is None for future in futures):
+                    logger.warning("%s: dropped %d item(s): %s", self.name, len(items), exc)
+                for future in futures:
+                    if future is not None and not future.done():
+                        future.set_exception(exc)
+                continue
+            for index, future in enumerate(futures):
+                if future is not None and not future.done():
+                    future.set_result(None if results is None else results[index])
 
     async def close(self, timeout: float = 5.0) -> None:
         """Flush what is pending (up to ``timeout``), then stop."""
-        task = self._task
-        if task is None:
+        drainers = list(self._drainers)
+        if not drainers:
             return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
-        except (TimeoutError, Exception):
+        _done, pending = await asyncio.wait(drainers, timeout=timeout)
+        for task in pending:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 #: ``claim(n, wait)`` -> (up to ``n`` claimed items, seconds until something is due or None).

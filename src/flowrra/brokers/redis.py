@@ -64,9 +64,10 @@ class RedisBroker(Broker):
         self._scripts = {name: LuaScript.of(getattr(lua, name)) for name in (
             "ENQUEUE", "CLAIM", "ACK", "REQUEUE", "RELEASE", "EXTEND", "REVOKE", "DEAD_LETTER",
             "RETRY_DEAD", "PURGE_DEAD", "LIST_DEAD", "STATS", "REGISTER_WORKER", "LIST_WORKERS")}
-        self._enqueuer: Batcher[tuple[Task, bool], int] = Batcher(self._enqueue_batch,
-                                                                  name="flowrra-redis-enqueue")
-        self._acker: Batcher[str, None] = Batcher(self._ack_batch, name="flowrra-redis-ack")
+        self._enqueuer: Batcher[tuple[Task, bool], int] = Batcher(
+            self._enqueue_batch, max_inflight=2, name="flowrra-redis-enqueue")
+        self._acker: Batcher[str, None] = Batcher(
+            self._ack_batch, max_inflight=2, name="flowrra-redis-ack")
         self._coalescers: dict[tuple[tuple[str, ...], str], ClaimCoalescer[Task]] = {}
 
     # -- lifecycle ------------------------------------------------------------------
