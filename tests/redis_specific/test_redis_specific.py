@@ -325,3 +325,27 @@ async def test_transport_listener_resubscribes_after_a_restart(own_redis):
     finally:
         await sender.close()
         await receiver.close()
+
+
+@pytest.mark.parametrize("value", [
+    {"a": [1, 2.5, None, True], "ü": "x</y\u2028"}, {True: 1, None: 2, 7: 3}, [2**70, -0.0, 1e-7],
+    [], {}, "plain",
+])
+def test_fast_encoder_agrees_with_the_standard_one(value):
+    import json
+
+    from flowrra.redis_client import fast_dumps
+    from flowrra.serialization import dumps
+
+    assert json.loads(fast_dumps(value)) == json.loads(dumps(value))
+
+
+def test_fast_encoder_refuses_what_json_refuses():
+    from flowrra.redis_client import fast_dumps
+
+    with pytest.raises(ValueError):
+        fast_dumps({"x": float("nan")})
+    with pytest.raises(TypeError):
+        fast_dumps({"x": b"bytes"})
+    with pytest.raises(TypeError):
+        fast_dumps({"x": object()})

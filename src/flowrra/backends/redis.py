@@ -22,8 +22,7 @@ from typing import Any
 
 from flowrra.backends.base import ResultBackend, status_value
 from flowrra.brokers.batching import Batcher
-from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings, Subscription
-from flowrra.serialization import dumps
+from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings, Subscription, fast_dumps
 from flowrra.task import TERMINAL_STATUSES, TaskResult, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -211,7 +210,7 @@ class RedisBackend(ResultBackend):
     async def _store_batch(self, results: list[TaskResult]) -> None:
         args: list[Any] = [self._ttl_ms]
         for result in results:
-            args += (result.task_id, result.status.value, dumps(result.to_dict))
+            args += (result.task_id, result.status.value, fast_dumps(result.to_dict))
         await self._run("store", *args)
 
     async def get(self, task_id: str) -> TaskResult | None:

@@ -28,8 +28,7 @@ from typing import Any
 from flowrra.brokers import redis_scripts as lua
 from flowrra.brokers.base import Broker, DeadLetter, retry_dead_letter_task
 from flowrra.brokers.batching import Batcher, ClaimCoalescer
-from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings
-from flowrra.serialization import dumps
+from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings, fast_dumps
 from flowrra.task import Task, utcnow
 from flowrra.transports.base import EventTransport
 
@@ -110,7 +109,7 @@ class RedisBroker(Broker):
         args: list[Any] = [self.dedupe_ttl]
         for task, dedupe in items:
             args += (task.id, task.queue, task.priority, _eta_ms(task.eta), "1" if dedupe else "0",
-                     dumps(task.to_dict()))
+                     fast_dumps(task.to_dict()))
         return await self._run("ENQUEUE", *args)
 
     async def revoke(self, task_id: str) -> bool:
@@ -167,7 +166,7 @@ class RedisBroker(Broker):
             logger.error("task %s cannot be decoded (%s); moved to the dead letters", task_id, exc)
             letter = DeadLetter(task_id, "", f"message could not be decoded: {exc}", utcnow(),
                                 None, raw)
-            await self._run("DEAD_LETTER", self.max_dead_letters, task_id, dumps(letter.to_dict()))
+            await self._run("DEAD_LETTER", self.max_dead_letters, task_id, fast_dumps(letter.to_dict()))
             return None
 
     async def ack(self, task: Task) -> None:
@@ -178,7 +177,7 @@ class RedisBroker(Broker):
 
     async def requeue(self, task: Task) -> None:
         await self._run("REQUEUE", task.id, task.queue, task.priority, _eta_ms(task.eta),
-                        dumps(task.to_dict()))
+                        fast_dumps(task.to_dict()))
 
     async def release(self, tasks: Sequence[Task]) -> None:
         by_owner: dict[str, list[Task]] = {}
@@ -202,7 +201,7 @@ class RedisBroker(Broker):
     # -- dead letters ---------------------------------------------------------------
     async def dead_letter(self, task: Task, error: str) -> None:
         letter = DeadLetter.for_task(task, error)
-        await self._run("DEAD_LETTER", self.max_dead_letters, task.id, dumps(letter.to_dict()))
+        await self._run("DEAD_LETTER", self.max_dead_letters, task.id, fast_dumps(letter.to_dict()))
 
     async def list_dead_letters(self, limit: int | None = None, offset: int = 0) -> list[DeadLetter]:
         if offset < 0 or (limit is not None and limit < 0):
@@ -221,7 +220,7 @@ class RedisBroker(Broker):
         if task is None:
             return None
         moved = await self._run("RETRY_DEAD", task.id, task.queue, task.priority,
-                                dumps(task.to_dict()))
+                                fast_dumps(task.to_dict()))
         return task if moved else None
 
     async def purge_dead_letters(self, task_id: str | None = None) -> int:
@@ -236,7 +235,7 @@ class RedisBroker(Broker):
     async def register_worker(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
         info = {**info, "id": info.get("id", worker_id)}
         info.setdefault("last_seen", utcnow().isoformat())
-        await self._run("REGISTER_WORKER", worker_id, max(1, int(ttl * 1000)), dumps(info))
+        await self._run("REGISTER_WORKER", worker_id, max(1, int(ttl * 1000)), fast_dumps(info))
 
     async def unregister_worker(self, worker_id: str) -> None:
         await self._run("REGISTER_WORKER", worker_id, 0, "")

@@ -17,8 +17,7 @@ import logging
 from typing import Any
 
 from flowrra.brokers.batching import Batcher
-from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings, Subscription
-from flowrra.serialization import dumps
+from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings, Subscription, fast_dumps
 from flowrra.transports.base import EventHandler, EventTransport
 
 logger = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ class RedisTransport(EventTransport):
 
     async def publish(self, event: dict[str, Any]) -> None:
         try:
-            data = dumps(event)
+            data = fast_dumps(event)
         except (TypeError, ValueError) as exc:
             logger.warning("event %r cannot be encoded and was dropped: %s", event.get("type"), exc)
             return
