@@ -113,6 +113,7 @@ class Flowrra:
         """Open the broker and backend without consuming tasks (producer / web process)."""
         if self._connected:
             return
+        event_bus.add_relay(self._relay)  # again, if stop() took it off
         if self._connect_lock is None:
             self._connect_lock = asyncio.Lock()
         async with self._connect_lock:
@@ -142,6 +143,8 @@ class Flowrra:
         worker, self._worker = self._worker, None
         if worker is not None:
             await worker.stop(wait=wait, timeout=timeout)
+        # A stopped app no longer relays: later subscribers must not reconnect it.
+        event_bus.remove_relay(self._relay)
         await self._relay.pin(False)
         await self._relay.set_demand(False)
         await self.transport.close()

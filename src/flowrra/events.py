@@ -98,8 +98,7 @@ class EventBus:
     async def async_subscribe(self, fn: Subscriber) -> None:
         """Subscribe and wait until cross-process relays are listening."""
         self.subscribe(fn)
-        for relay in list(self._relays):
-            await relay.set_demand(True)
+        await self._set_demand(True)
 
     async def unsubscribe(self, fn: Subscriber) -> None:
         if fn in self._subscribers:
@@ -108,8 +107,14 @@ class EventBus:
         if pump is not None:
             pump.cancel()
         if not self._subscribers:
-            for relay in list(self._relays):
-                await relay.set_demand(False)
+            await self._set_demand(False)
+
+    async def _set_demand(self, wanted: bool) -> None:
+        """Switch every relay concurrently; one unreachable relay never blocks the others."""
+        relays = list(self._relays)
+        if relays:
+            await asyncio.gather(*(relay.set_demand(wanted) for relay in relays),
+                                 return_exceptions=True)
 
     @property
     def subscriber_count(self) -> int:

@@ -67,6 +67,9 @@ class LocalTransport(EventTransport):
 class TransportRelay:
     """Listens on a transport while the bus has subscribers or the app is running."""
 
+    #: Seconds a relay waits for its transport before giving up (and logging why).
+    connect_timeout = 5.0
+
     def __init__(self, transport: EventTransport, bus: EventBus, origin: str,
                  on_control: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.transport = transport
@@ -93,6 +96,19 @@ class TransportRelay:
         return self._listening
 
     async def _sync(self) -> None:
+        """Listen or stop listening as demanded; a transport that fails is logged, not raised.
+
+        Subscribers (web sockets) must never hang on an unreachable broker: they
+        simply see local events until a later demand change succeeds.
+        """
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await self._sync_locked()
+        except Exception as exc:
+            logger.warning("event relay could not %s its transport: %s",
+                           "reach" if self._bus_demand or self._pinned else "release", exc)
+
+    async def _sync_locked(self) -> None:
         async with self._lock:
             wanted = self._bus_demand or self._pinned
             control_only = not self._bus_demand
