@@ -118,6 +118,8 @@ async def test_second_signal_hands_running_tasks_back_at_once(broker_url, side_d
     first.send(signal.SIGTERM)
     assert await first.wait_exit(30) == 0
     assert "2 handed back" in first.output()
+    for task_id in ids:  # handed back untouched: waiting again
+        assert (await producer.get_result(task_id)).status.value == "pending"
     second = start_worker(broker_url, side_dir, visibility_timeout=vt, concurrency=2)
     flag.touch()
     await wait_all_success(producer, ids, timeout=30)
