@@ -202,6 +202,7 @@ class RedisConnection:
         self.prefix = settings.prefix
         self.what = what
         self._client: aioredis.Redis | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._retryable = RETRYABLE + ((redis_errors.TimeoutError,) if settings.retry_on_timeout
                                        else ())
 
@@ -219,19 +220,22 @@ class RedisConnection:
         return self._client is not None
 
     def connect(self) -> aioredis.Redis:
-        if self._client is None:
+        """The client for the running event loop (connections cannot cross loops)."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            # a client of a finished loop (asyncio.run per request) is simply dropped
             self._client = acquire_client(self.settings)
+            self._loop = loop
         return self._client
 
     async def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self._loop is asyncio.get_running_loop():
             await release_client(self.settings, client)
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """Await ``fn(*args)``; on a connection failure retry with backoff, then BackendError."""
-        if self._client is None:
-            self.connect()
+        self.connect()
         try:
             return await fn(*args, **kwargs)
         except self._retryable as exc:
@@ -387,14 +391,17 @@ class Subscription:
 
     @property
     def confirmed(self) -> bool:
-        """Running, and the server has confirmed the subscription."""
+        """Running on this event loop, and the server has confirmed the subscription."""
         ready = self._ready
         return (self._task is not None and not self._task.done() and ready is not None
-                and ready.done() and not ready.cancelled())
+                and ready.done() and not ready.cancelled()
+                and self._task.get_loop() is asyncio.get_running_loop())
 
     async def start(self) -> None:
         if self.confirmed:
             return
+        if self._task is not None and self._task.get_loop() is not asyncio.get_running_loop():
+            self._task = None  # its loop has finished; listen again on this one
         if not self.running:
             loop = asyncio.get_running_loop()
             self._ready = loop.create_future()
@@ -404,7 +411,7 @@ class Subscription:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         if self._ready is not None and not self._ready.done():
@@ -414,7 +421,7 @@ class Subscription:
         attempt = 0
         first = True
         while True:
-            pubsub = self.conn.client.pubsub()
+            pubsub = self.conn.connect().pubsub()
             try:
                 await pubsub.subscribe(*self.channels)
                 async for message in pubsub.listen():

@@ -349,3 +349,38 @@ def test_fast_encoder_refuses_what_json_refuses():
         fast_dumps({"x": b"bytes"})
     with pytest.raises(TypeError):
         fast_dumps({"x": object()})
+
+
+def test_components_survive_a_new_event_loop_per_call(prefix):
+    """Sync frameworks may run each call in its own ``asyncio.run``; nothing may stick to a dead loop."""
+    broker = RedisBroker(REDIS_URL, queue_key=prefix)
+    backend = RedisBackend(REDIS_URL, key_prefix=prefix)
+    sender, receiver = RedisTransport(REDIS_URL, key_prefix=prefix), RedisTransport(
+        REDIS_URL, key_prefix=prefix)
+
+    async def one_call(n: int) -> None:
+        task = make_task(args=(n,))
+        assert await broker.enqueue(task)
+        got = await broker.dequeue(["default"], "w", timeout=5)
+        assert got is not None and got.id == task.id
+        await broker.ack(got)
+        record = TaskResult(task.id, TaskStatus.RUNNING, "job")
+        await backend.store(record)
+        waiter = asyncio.create_task(backend.wait_for(task.id, timeout=10))
+        await asyncio.sleep(0.05)
+        done = record.copy()
+        done.status = TaskStatus.SUCCESS
+        await backend.store(done)
+        assert (await waiter).status is TaskStatus.SUCCESS
+        seen: list[dict] = []
+
+        async def inbox(event: dict) -> None:
+            seen.append(event)
+
+        await receiver.listen(inbox)
+        await sender.publish({"type": "x", "n": n})
+        await wait_until(lambda: seen, timeout=10, message="event on this loop")
+        await receiver.stop_listening()
+
+    for n in range(3):
+        asyncio.run(one_call(n))

@@ -53,9 +53,19 @@ class Batcher(Generic[T, R]):
         self._futures: list[asyncio.Future[R] | None] = []
         self._drainers: set[asyncio.Task[None]] = set()
         self._unstarted: asyncio.Task[None] | None = None  # will take whatever is pending
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _this_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop; state left by a finished loop (asyncio.run per call) is dropped."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._items, self._futures = [], []
+            self._drainers, self._unstarted = set(), None
+            self._loop = loop
+        return loop
 
     async def submit(self, item: T) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[R] = self._this_loop().create_future()
         self._items.append(item)
         self._futures.append(future)
         self._ensure_running()
@@ -63,6 +73,7 @@ class Batcher(Generic[T, R]):
 
     def submit_nowait(self, item: T) -> None:
         """Fire and forget: the item is flushed with the next batch; failures are logged."""
+        self._this_loop()
         self._items.append(item)
         self._futures.append(None)
         self._ensure_running()
@@ -160,12 +171,17 @@ class ClaimCoalescer(Generic[T]):
         self._returns: list[T] = []
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def get(self, timeout: float) -> T | None:
         """Claim one item, waiting up to ``timeout`` seconds; None if nothing came."""
         if self._closed:
             return None
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a finished loop's waiters and fetcher are gone with it
+            self._waiters, self._fetcher, self._returns = deque(), None, []
+            self._background = set()
+            self._loop = loop
         future: asyncio.Future[T | None] = loop.create_future()
         self._waiters.append(future)
         timer = loop.call_later(max(0.0, timeout), _expire, future)
