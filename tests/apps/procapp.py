@@ -1,8 +1,9 @@
 """The app that multi-process tests run in worker subprocesses.
 
 ``flowrra worker tests.apps.procapp:app`` builds it from the environment:
-``FLOWRRA_BROKER_URL``, ``FLOWRRA_BROKER_VISIBILITY_TIMEOUT`` and
-``FLOWRRA_TEST_SIDE_DIR`` (where tasks log each execution). The test process
+``FLOWRRA_BROKER_URL``, ``FLOWRRA_BROKER_VISIBILITY_TIMEOUT``,
+``FLOWRRA_TEST_SIDE_DIR`` (where tasks log each execution) and optionally
+``FLOWRRA_SCHEDULER_DATABASE_URL``. The test process
 builds its producer with :func:`make_app` and the same values.
 
 Every task appends ``start KEY PID`` and ``end KEY PID`` lines to
@@ -18,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from flowrra import BrokerConfig, Config, ExecutorConfig, Flowrra
+from flowrra import BrokerConfig, Config, ExecutorConfig, Flowrra, SchedulerConfig
 
 LOG_NAME = "executions.log"
 
@@ -51,10 +52,12 @@ def flag_set(flag: str) -> bool:
     return os.path.exists(flag)
 
 
-def make_app(broker_url: str, visibility_timeout: float, side_dir: str | Path) -> Flowrra:
+def make_app(broker_url: str, visibility_timeout: float, side_dir: str | Path,
+             scheduler_url: str | None = None) -> Flowrra:
     side = str(side_dir)
+    scheduler = SchedulerConfig(scheduler_url, check_interval=0.5) if scheduler_url else None
     app = Flowrra(Config(broker=BrokerConfig(broker_url, visibility_timeout=visibility_timeout),
-                         executor=ExecutorConfig(io_workers=4, cpu_workers=1)))
+                         executor=ExecutorConfig(io_workers=4, cpu_workers=1), scheduler=scheduler))
 
     @app.task(name="record", max_retries=0)
     async def record(key: str) -> str:
@@ -92,6 +95,7 @@ def __getattr__(name: str) -> Any:
         if _app is None:
             _app = make_app(os.environ["FLOWRRA_BROKER_URL"],
                             float(os.environ.get("FLOWRRA_BROKER_VISIBILITY_TIMEOUT", "30")),
-                            os.environ["FLOWRRA_TEST_SIDE_DIR"])
+                            os.environ["FLOWRRA_TEST_SIDE_DIR"],
+                            os.environ.get("FLOWRRA_SCHEDULER_DATABASE_URL"))
         return _app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -173,13 +173,18 @@ def start_worker(tmp_path) -> Iterator[StartWorker]:
     started: list[WorkerProcess] = []
 
     def start(url: str, side: Path, *, visibility_timeout: float = 30.0, concurrency: int = 4,
-              shutdown_timeout: float = 30.0) -> WorkerProcess:
+              shutdown_timeout: float = 30.0, command: str = "worker",
+              scheduler_url: str | None = None) -> WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRRA_")}
         env.update(FLOWRRA_BROKER_URL=url, FLOWRRA_BROKER_VISIBILITY_TIMEOUT=str(visibility_timeout),
                    FLOWRRA_TEST_SIDE_DIR=str(side), PYTHONUNBUFFERED="1")
-        args = [sys.executable, "-m", "flowrra", "worker", APP_REF, "--concurrency", str(concurrency),
-                "--cpu-workers", "1", "--loglevel", "info", "--shutdown-timeout", str(shutdown_timeout)]
-        worker = WorkerProcess(args, env, tmp_path / f"worker-{len(started)}.log")
+        if scheduler_url:
+            env["FLOWRRA_SCHEDULER_DATABASE_URL"] = scheduler_url
+        args = [sys.executable, "-m", "flowrra", command, APP_REF, "--loglevel", "info"]
+        if command == "worker":
+            args += ["--concurrency", str(concurrency), "--cpu-workers", "1",
+                     "--shutdown-timeout", str(shutdown_timeout)]
+        worker = WorkerProcess(args, env, tmp_path / f"{command}-{len(started)}.log")
         started.append(worker)
         return worker
 
@@ -193,8 +198,9 @@ async def make_producer() -> AsyncIterator[Callable[..., Flowrra]]:
     """``make_producer(url, side_dir, visibility_timeout)``: a connected app that only submits."""
     apps: list[Flowrra] = []
 
-    def make(url: str, side: Path, visibility_timeout: float = 30.0) -> Flowrra:
-        app = make_app(url, visibility_timeout, side)
+    def make(url: str, side: Path, visibility_timeout: float = 30.0,
+             scheduler_url: str | None = None) -> Flowrra:
+        app = make_app(url, visibility_timeout, side, scheduler_url)
         apps.append(app)
         return app
 
