@@ -1,11 +1,13 @@
 """Quick SQLite end-to-end figure: one producer process, one worker process, one file.
 
     .venv/bin/python benchmarks/sqlite_quick.py [--tasks 2000] [--concurrency 100]
-        [--synchronous normal|full] [--sleep 0] [--latency 0]
+        [--mode gather|submit_many|one-by-one] [--synchronous normal|full]
+        [--sleep 0] [--latency 0]
 
-The producer submits no-op tasks (``submit_many`` in chunks, or one ``submit`` per
-task with ``--one-by-one``), the worker runs them, and the producer checks every
-result through the result API. ``--latency N`` instead sends N tasks 10 ms apart
+The producer submits no-op tasks (``--mode gather``: 100 concurrent ``submit``
+calls at a time; ``submit_many``: chunks of 500; ``one-by-one``: sequential
+``submit``), the worker runs them, and the producer checks every result through
+the result API. ``--latency N`` instead sends N tasks 10 ms apart
 and reports submit-to-start latency (p50/p99) from the stored records.
 """
 
@@ -53,19 +55,25 @@ async def wait_for_worker(app: Flowrra) -> None:
 
 async def throughput(app: Flowrra, args: argparse.Namespace) -> None:
     kwargs = {"delay": args.sleep} if args.sleep else {}
+    warm = await asyncio.gather(*(app.submit("noop") for _ in range(200)))  # not measured
+    await asyncio.gather(*(app.wait_for_result(t, timeout=60) for t in warm))
     start = time.perf_counter()
     ids: list[str] = []
-    if args.one_by_one:
+    if args.mode == "one-by-one":
         ids = [await app.submit("noop", **kwargs) for _ in range(args.tasks)]
-    else:
+    elif args.mode == "submit_many":
         for i in range(0, args.tasks, 500):
             ids += await app.submit_many([("noop", (), kwargs)] * min(500, args.tasks - i))
+    else:
+        for i in range(0, args.tasks, 100):
+            count = min(100, args.tasks - i)
+            ids += await asyncio.gather(*(app.submit("noop", **kwargs) for _ in range(count)))
     enqueued = time.perf_counter() - start
     results = await asyncio.gather(*(app.wait_for_result(t, timeout=120) for t in ids))
     total = time.perf_counter() - start
     ok = sum(r.is_success for r in results)
     assert ok == args.tasks, f"only {ok}/{args.tasks} succeeded"
-    print(f"{args.tasks} tasks (sleep {args.sleep}s, concurrency {args.concurrency}, "
+    print(f"{args.tasks} tasks ({args.mode}, sleep {args.sleep}s, concurrency {args.concurrency}, "
           f"synchronous={args.synchronous}): enqueue {enqueued:.3f}s, end to end {total:.3f}s "
           f"= {args.tasks / total:,.0f} tasks/s; {ok} successes verified")
 
@@ -109,7 +117,7 @@ def main() -> None:
     parser.add_argument("--synchronous", default="normal", choices=("off", "normal", "full"))
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--latency", type=int, default=0)
-    parser.add_argument("--one-by-one", action="store_true")
+    parser.add_argument("--mode", default="gather", choices=("gather", "submit_many", "one-by-one"))
     parser.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
