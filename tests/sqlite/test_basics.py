@@ -249,3 +249,25 @@ async def test_a_forked_child_is_told_to_open_its_own_connection(db_url):
         assert (await broker.stats())["queued"] == 0  # the parent is unaffected
     finally:
         await broker.close()
+
+
+def test_an_app_can_be_reused_across_asyncio_run_calls(db_url):
+    """Scripts call asyncio.run per operation: nothing may stay bound to a finished loop."""
+    app = Flowrra.from_urls(broker=db_url)
+
+    @app.task(name="double")
+    async def double(x: int) -> int:
+        return x * 2
+
+    first = asyncio.run(app.submit("double", 1))
+    second = asyncio.run(app.submit("double", 2))
+
+    async def work() -> list[int]:
+        await app.start()
+        try:
+            return [(await app.wait_for_result(i, timeout=10)).result for i in (first, second)]
+        finally:
+            await app.stop()
+
+    assert asyncio.run(work()) == [2, 4]
+    assert asyncio.run(work()) == [2, 4]  # and once more on a fresh loop after a stop
