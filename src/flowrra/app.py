@@ -215,8 +215,8 @@ class Flowrra:
         for call in calls:
             ref, args, kwargs = call if isinstance(call, tuple) else (call, (), {})
             tasks.append(self._build_task(ref, tuple(args), kwargs or {}, priority))
-        for task in tasks:
-            await self._record(task.record)  # type: ignore[arg-type]
+        # Stored concurrently: shared backends batch them into few round trips.
+        await asyncio.gather(*(self._record(task.record) for task in tasks))  # type: ignore[arg-type]
         await self.broker.enqueue_many(tasks)
         return [task.id for task in tasks]
 
