@@ -185,16 +185,16 @@ async def test_wait_for_completion_landing_between_read_and_wait(make_backend, m
             await backend.store(rec)
             done = rec.copy()
             done.status = TaskStatus.SUCCESS
-            real_get = backend.get
+            real_read = backend._get_if_final  # the read wait_for does after subscribing
 
-            async def get_then_complete(task_id: str) -> TaskResult | None:
-                stale = await real_get(task_id)
+            async def read_then_complete(task_id: str) -> TaskResult | None:
+                stale = await real_read(task_id)
                 await writer.store(done)
                 if writer is not backend:  # give the notification time to cross processes
                     await wait_until(lambda: _final(backend, task_id), timeout=5)
                 return stale
 
-            monkeypatch.setattr(backend, "get", get_then_complete)
+            monkeypatch.setattr(backend, "_get_if_final", read_then_complete)
             got = await backend.wait_for(rec.task_id, timeout=5)
             assert got.status is TaskStatus.SUCCESS
 

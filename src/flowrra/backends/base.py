@@ -75,8 +75,8 @@ class ResultBackend(ABC):
         waiters.append(future)
         try:
             await self._watch(task_id)
-            record = await self.get(task_id)
-            if record is not None and record.is_complete:
+            record = await self._get_if_final(task_id)
+            if record is not None:
                 return record
             async with asyncio.timeout(timeout):
                 return await future
@@ -86,6 +86,11 @@ class ResultBackend(ABC):
             waiters.remove(future)
             if not waiters and self._waiters.get(task_id) is waiters:
                 del self._waiters[task_id]
+
+    async def _get_if_final(self, task_id: str) -> TaskResult | None:
+        """The record if it is final, else None; stores may skip decoding unfinished ones."""
+        record = await self.get(task_id)
+        return record if record is not None and record.is_complete else None
 
     async def _watch(self, task_id: str) -> None:
         """Make sure completions stored by other processes will reach :meth:`_notify`."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from flowrra.backends.base import ResultBackend, status_value
@@ -26,6 +27,10 @@ from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings, Subs
 from flowrra.task import TERMINAL_STATUSES, TaskResult, TaskStatus
 
 logger = logging.getLogger(__name__)
+
+#: Our records start {"task_id":...,"status":"..."}; the head of a final one matches this.
+_FINAL_MARK = re.compile('"status":"(?:' + "|".join(s.value for s in TERMINAL_STATUSES) + ')"')
+_HEAD = 64 + 1024  # room for any realistic task id before the status
 
 _STATUSES = "{" + ", ".join(f"'{s.value}'" for s in TaskStatus) + "}"
 _FINAL = "{" + ", ".join(f"['{s.value}'] = true" for s in TERMINAL_STATUSES) + "}"
@@ -242,6 +247,12 @@ class RedisBackend(ResultBackend):
         return {status.value: int(n) for status, n in zip(TaskStatus, counts, strict=True)}
 
     # -- completion notifications ------------------------------------------------------
+    async def _get_if_final(self, task_id: str) -> TaskResult | None:
+        raw = await self._getter.submit(task_id)
+        if raw is None or not _FINAL_MARK.search(raw, 0, _HEAD):
+            return None
+        return TaskResult.from_dict(json.loads(raw))
+
     async def _watch(self, task_id: str) -> None:
         if self._subscription is not None and self._subscription.confirmed:
             return
