@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import random
 import weakref
@@ -64,6 +65,16 @@ def fast_dumps(value: Any) -> str:
         except (TypeError, ValueError, OverflowError):
             pass
     return _json_dumps(value)
+
+
+def fast_loads(data: str) -> Any:
+    """Decode JSON; ujson when installed (same values), ``json`` decides on anything it refuses."""
+    if _ujson is not None:
+        try:
+            return _ujson.loads(data)
+        except ValueError:
+            pass
+    return json.loads(data)
 
 logger = logging.getLogger(__name__)
 

@@ -87,10 +87,11 @@ async def test_stop_listening_stops_delivery(make_transports):
 
 async def test_events_without_listeners_are_dropped(make_transports):
     async with make_transports() as new:
-        sender, receiver = new(), new()
+        early, sender, receiver = new(), new(), new()
         needs_remote(sender)
         for n in range(5):
-            await sender.publish({"n": n})  # nobody listens: must neither fail nor pile up
+            await early.publish({"n": n})  # nobody listens: must neither fail nor pile up
+        await early.close()  # publishing may be asynchronous: make sure these went out
         inbox = Inbox()
         await receiver.listen(inbox)
         await sender.publish({"n": 99})

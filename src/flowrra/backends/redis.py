@@ -16,14 +16,20 @@ event-loop turn.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
 
 from flowrra.backends.base import ResultBackend, status_value
 from flowrra.brokers.batching import Batcher
-from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings, Subscription, fast_dumps
+from flowrra.redis_client import (
+    LuaScript,
+    RedisConnection,
+    RedisSettings,
+    Subscription,
+    fast_dumps,
+    fast_loads,
+)
 from flowrra.task import TERMINAL_STATUSES, TaskResult, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -220,7 +226,7 @@ class RedisBackend(ResultBackend):
 
     async def get(self, task_id: str) -> TaskResult | None:
         raw = await self._getter.submit(task_id)
-        return None if raw is None else TaskResult.from_dict(json.loads(raw))
+        return None if raw is None else TaskResult.from_dict(fast_loads(raw))
 
     async def _get_batch(self, ids: list[str]) -> list[str | None]:
         return await self._conn.command("MGET", *[self._conn.key("result", i) for i in ids])
@@ -240,7 +246,7 @@ class RedisBackend(ResultBackend):
         if limit == 0:
             return []
         rows = await self._run("list", wanted, self._ttl_ms, offset, -1 if limit is None else limit)
-        return [TaskResult.from_dict(json.loads(row)) for row in rows]
+        return [TaskResult.from_dict(fast_loads(row)) for row in rows]
 
     async def count_by_status(self) -> dict[str, int]:
         counts = await self._run("count", self._ttl_ms)
@@ -251,7 +257,7 @@ class RedisBackend(ResultBackend):
         raw = await self._getter.submit(task_id)
         if raw is None or not _FINAL_MARK.search(raw, 0, _HEAD):
             return None
-        return TaskResult.from_dict(json.loads(raw))
+        return TaskResult.from_dict(fast_loads(raw))
 
     async def _watch(self, task_id: str) -> None:
         if self._subscription is not None and self._subscription.confirmed:
@@ -266,7 +272,7 @@ class RedisBackend(ResultBackend):
     def _on_done(self, channel: str, data: str) -> None:
         task_id, _, record = data.partition("\n")
         if task_id in self._waiters:
-            self._notify(TaskResult.from_dict(json.loads(record)))
+            self._notify(TaskResult.from_dict(fast_loads(record)))
 
     async def _recheck_waiters(self) -> None:
         """After a reconnection: completions published while we were away were lost; re-read."""

@@ -19,7 +19,6 @@ Design (see :mod:`flowrra.brokers.redis_scripts` for the key layout):
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from typing import Any
 from flowrra.brokers import redis_scripts as lua
 from flowrra.brokers.base import Broker, DeadLetter, retry_dead_letter_task
 from flowrra.brokers.batching import Batcher, ClaimCoalescer
-from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings, fast_dumps
+from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings, fast_dumps, fast_loads
 from flowrra.task import Task, utcnow
 from flowrra.transports.base import EventTransport
 
@@ -158,7 +157,7 @@ class RedisBroker(Broker):
         """Decode a claimed message; an undecodable one goes to the dead letters."""
         raw = message[16:]
         try:
-            task = Task.from_dict(json.loads(raw))
+            task = Task.from_dict(fast_loads(raw))
             if task.id != task_id:
                 raise ValueError(f"message id {task.id!r} does not match its key {task_id!r}")
             return task
@@ -242,7 +241,7 @@ class RedisBroker(Broker):
 
     async def list_workers(self) -> list[dict[str, Any]]:
         rows = await self._run("LIST_WORKERS")
-        return [json.loads(row) for row in rows if row is not None]
+        return [fast_loads(row) for row in rows if row is not None]
 
 
 def _eta_ms(eta: float | None) -> str:
@@ -250,7 +249,7 @@ def _eta_ms(eta: float | None) -> str:
 
 
 def _letter(row: str) -> DeadLetter:
-    data = json.loads(row)
+    data = fast_loads(row)
     failed_at = data.get("failed_at")
     if failed_at:
         when = datetime.fromisoformat(failed_at)

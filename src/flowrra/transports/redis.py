@@ -12,12 +12,18 @@ separate channels, so a process can listen to control messages only.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from flowrra.brokers.batching import Batcher
-from flowrra.redis_client import LuaScript, RedisConnection, RedisSettings, Subscription, fast_dumps
+from flowrra.redis_client import (
+    LuaScript,
+    RedisConnection,
+    RedisSettings,
+    Subscription,
+    fast_dumps,
+    fast_loads,
+)
 from flowrra.transports.base import EventHandler, EventTransport
 
 logger = logging.getLogger(__name__)
@@ -94,7 +100,7 @@ class RedisTransport(EventTransport):
         if handler is None:
             return
         try:
-            event = json.loads(data)
+            event = fast_loads(data)
         except ValueError:
             logger.warning("ignoring an undecodable event on %s", channel)
             return
