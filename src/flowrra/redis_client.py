@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import random
 import weakref
 from collections.abc import Awaitable, Callable, Collection
@@ -432,14 +433,17 @@ class Subscription:
         attempt = 0
         first = True
         while True:
-            pubsub = self.conn.connect().pubsub()
+            pool = self.conn.connect().connection_pool
+            conn = None
             try:
-                await pubsub.subscribe(*self.channels)
-                async for message in pubsub.listen():
-                    kind = message["type"]
+                conn = await pool.get_connection()  # dedicated while subscribed
+                await conn.send_packed_command(pack(("SUBSCRIBE", *self.channels), conn))
+                while True:  # a lean reader: no per-message dicts, hooks or health checks
+                    reply = await conn.read_response(timeout=math.inf, push_request=True)
+                    kind = reply[0]
                     if kind == "message":
-                        await self._deliver(message["channel"], message["data"])
-                    elif kind == "subscribe" and message["data"] == len(self.channels):
+                        await self._deliver(reply[1], reply[2])
+                    elif kind == "subscribe" and reply[2] == len(self.channels):
                         attempt = 0
                         if self._ready is not None and not self._ready.done():
                             self._ready.set_result(None)
@@ -456,8 +460,11 @@ class Subscription:
                                    ", ".join(self.channels), exc, delay)
                 await asyncio.sleep(delay)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                if conn is not None:  # never hand a subscribed connection back as it is
+                    with contextlib.suppress(Exception):
+                        await conn.disconnect(nowait=True)
+                    with contextlib.suppress(Exception):
+                        await pool.release(conn)
 
     async def _deliver(self, channel: str, data: str) -> None:
         try:
