@@ -335,12 +335,8 @@ async def execute_pipeline(client: aioredis.Redis,
     moment the wake-up arrives, in a single round trip. A connection whose replies
     were not all read (connection error, cancellation) is disconnected, never reused.
     """
-    idle = _idle.get(client)
-    if idle is None:
-        idle = _idle[client] = []
     pool = client.connection_pool
-    conn = idle.pop() if idle else await pool.get_connection()
-    clean = False
+    conn = await pool.get_connection()
     try:
         if len(commands) == 1:
             packed: Any = pack(commands[0][0], conn)
@@ -356,22 +352,12 @@ async def execute_pipeline(client: aioredis.Redis,
         for index, (args, script) in enumerate(commands):
             if isinstance(replies[index], redis_errors.NoScriptError) and script is not None:
                 replies[index] = await _load_and_run(conn, script, args)
-        clean = True
         return replies
     except BaseException:
         await conn.disconnect(nowait=True)
         raise
     finally:
-        if clean and len(idle) < min(_MAX_IDLE, max(1, (pool.max_connections or 8) // 4)):
-            idle.append(conn)  # every reply was read: reusable without the pool's checks
-        else:
-            await pool.release(conn)
-
-
-#: Connections the lean path keeps checked out for reuse, per client. Checking one out
-#: of redis-py's pool (condition, lock, a readiness probe) costs more than the round trip.
-_idle: weakref.WeakKeyDictionary[aioredis.Redis, list[Any]] = weakref.WeakKeyDictionary()
-_MAX_IDLE = 8
+        await pool.release(conn)
 
 
 def _as_list(packed: bytes | list[bytes]) -> list[bytes]:
