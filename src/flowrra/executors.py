@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import signal
 import sys
 from collections.abc import Awaitable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -119,10 +120,12 @@ class BaseExecutor:
             failures = 0
             if task is None:
                 continue
+            runner.current = task  # held from here on: stop() waits for it, never cancels it
             if self._stopping:
-                await broker.release([task])
+                # Shielded: a cancellation from stop() must not cut the hand-back short.
+                await asyncio.shield(broker.release([task]))
+                runner.current = None
                 break
-            runner.current = task
             try:
                 await worker.process(task, self, runner)
             except Exception:
@@ -181,6 +184,11 @@ class IOExecutor(BaseExecutor):
         return definition.func(*task.args, **task.kwargs)  # type: ignore[no-any-return]
 
 
+def _ignore_sigint() -> None:
+    """Pool processes leave Ctrl-C to the worker, which stops them gracefully."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _call_in_process(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return func(*args, **kwargs)
 
@@ -204,7 +212,8 @@ class CPUExecutor(BaseExecutor):
         if self._pool is None:
             method = "forkserver" if sys.platform.startswith("linux") else "spawn"
             self._pool = ProcessPoolExecutor(
-                max_workers=self.concurrency, mp_context=multiprocessing.get_context(method))
+                max_workers=self.concurrency, mp_context=multiprocessing.get_context(method),
+                initializer=_ignore_sigint)
         return self._pool
 
     def invoke(self, definition: TaskDefinition, task: Task) -> Awaitable[Any]:

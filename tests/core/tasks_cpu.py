@@ -43,3 +43,10 @@ def wait_for_file(path: str, deadline: float) -> bool:
             return True
         time.sleep(0.005)
     return False
+
+
+def ignores_ctrl_c() -> bool:
+    """True when this pool process leaves Ctrl-C (SIGINT) to the worker."""
+    import signal
+
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def _register(app: Flowrra) -> None:
     for func in (tasks_cpu.square, tasks_cpu.pid, tasks_cpu.explode, tasks_cpu.rendezvous,
-                 tasks_cpu.wait_for_file):
+                 tasks_cpu.wait_for_file, tasks_cpu.ignores_ctrl_c):
         app.task(cpu_bound=True, max_retries=0)(func)
 
 
@@ -85,3 +85,11 @@ async def test_cpu_and_io_tasks_together(make_app) -> None:
     ids += [await app.submit(io_add, n, n) for n in range(6)]
     results = [(await app.wait_for_result(i, timeout=30)).result for i in ids]
     assert results == [n * n for n in range(6)] + [2 * n for n in range(6)]
+
+
+async def test_pool_processes_leave_ctrl_c_to_the_worker(make_app) -> None:
+    """Ctrl-C in a terminal reaches the whole process group; running CPU tasks must survive it."""
+    app = await make_app(cpu_workers=1)
+    _register(app)
+    task_id = await app.submit(tasks_cpu.ignores_ctrl_c)
+    assert (await app.wait_for_result(task_id, timeout=30)).result is True
