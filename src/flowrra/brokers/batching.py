@@ -130,6 +130,13 @@ class Batcher(Generic[T, R]):
                 if future is not None and not future.done():
                     future.set_result(None if results is None else results[index])
 
+    async def drain(self) -> None:
+        """Wait until everything submitted so far has been flushed (or has failed)."""
+        if self._loop is not asyncio.get_running_loop():
+            return
+        while self._drainers:
+            await asyncio.wait(list(self._drainers))
+
     async def close(self, timeout: float = 5.0) -> None:
         """Flush what is pending (up to ``timeout``), then stop."""
         drainers = list(self._drainers)

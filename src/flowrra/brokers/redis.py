@@ -169,10 +169,18 @@ class RedisBroker(Broker):
             return None
 
     async def ack(self, task: Task) -> None:
-        await self._acker.submit(task.id)
+        # Flushed in the background with the acks of other runners: the worker calls
+        # this after the result is stored, so the runner can claim its next task at once.
+        # Should this process die before the flush, the task's lease expires and it runs
+        # again -- the at-least-once contract, never a loss. close() flushes the rest.
+        self._acker.submit_nowait(task.id)
 
     async def _ack_batch(self, ids: list[str]) -> None:
-        await self._run("ACK", *ids)
+        try:
+            await self._run("ACK", *ids)
+        except Exception as exc:
+            logger.warning("could not acknowledge %d task(s) (%s); they will run again once "
+                           "their leases expire", len(ids), exc)
 
     async def requeue(self, task: Task) -> None:
         await self._run("REQUEUE", task.id, task.queue, task.priority, _eta_ms(task.eta),
@@ -227,6 +235,7 @@ class RedisBroker(Broker):
 
     # -- introspection ----------------------------------------------------------------
     async def stats(self) -> dict[str, int]:
+        await self._acker.drain()  # read our own acknowledgements
         queued, delayed, leased, dead = await self._run("STATS")
         return {"queued": int(queued), "delayed": int(delayed), "leased": int(leased),
                 "dead": int(dead)}
