@@ -9,8 +9,14 @@
   ``socket_timeout`` seconds (reconnecting each time); after that the caller gets a
   :class:`~flowrra.exceptions.BackendError` that names the server, instead of a
   redis-py exception or a hang.
+* A lean command path (:func:`execute_pipeline`): arguments packed by hiredis,
+  scripts run by EVALSHA (loaded on NOSCRIPT), several commands per write. On
+  this hot path redis-py's generic ``execute_command`` costs more CPU than the
+  round trip itself.
 * :class:`Subscription`: a pub/sub listener that reconnects with backoff and
   re-subscribes by itself, for completions and events.
+* :func:`fast_dumps` / :func:`fast_loads`: ujson when installed, with the
+  standard ``json`` module as the authority on anything ujson refuses.
 """
 
 from __future__ import annotations

@@ -10,11 +10,16 @@ Design (see :mod:`flowrra.brokers.redis_scripts` for the key layout):
   requested queues and records a lease whose deadline comes from the server
   clock. Leases are renewed by the worker's heartbeat (``extend_leases``), so a
   long task on a live worker is never taken from it.
-* No busy polling: idle workers block in ``BLPOP`` on per-queue wake lists (one
-  token per ready task) for at most ``max_wait`` seconds, and all the runners of
-  a worker share one blocking connection through a :class:`ClaimCoalescer`.
-* Producing, acknowledging and claiming are batched: concurrent calls share one
-  script call per event-loop turn.
+* No busy polling: idle workers block in ``BLPOP`` on per-queue wake lists (about
+  one token per ready task) for at most ``max_wait`` seconds; the claim script is
+  pipelined behind the BLPOP, so a wake-up and its claim cost one round trip. All
+  the runners of a worker share that one blocking connection through a
+  :class:`ClaimCoalescer`, which claims exactly as many tasks as runners wait.
+* Enqueueing and acknowledging are batched: concurrent calls share one script
+  call. Acks are flushed in the background (the worker acks after the result is
+  stored; a flush lost with the process means the task runs again, never that it
+  is lost). A connection failure is retried with backoff for ``socket_timeout``
+  seconds, then reported as :class:`~flowrra.exceptions.BackendError`.
 """
 
 from __future__ import annotations
