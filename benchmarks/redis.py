@@ -121,12 +121,16 @@ def stop_worker(proc: subprocess.Popen[str]) -> int:
 
 
 async def submit_all(app, make_call: Callable[[int], tuple], count: int,
-                     concurrency: int) -> list[str]:
-    """Submit ``count`` tasks, ``concurrency`` submissions in flight at a time."""
+                     concurrency: int, bulk: bool = False) -> list[str]:
+    """Submit ``count`` tasks in chunks of ``concurrency``: concurrent ``submit`` calls,
+    or one ``submit_many`` per chunk with ``bulk``."""
     ids: list[str] = []
     for start in range(0, count, concurrency):
         batch = [make_call(i) for i in range(start, min(count, start + concurrency))]
-        ids += await asyncio.gather(*(app.submit(fn, *args) for fn, args in batch))
+        if bulk:
+            ids += await app.submit_many([(fn, args, {}) for fn, args in batch])
+        else:
+            ids += await asyncio.gather(*(app.submit(fn, *args) for fn, args in batch))
     return ids
 
 
@@ -184,7 +188,7 @@ async def _noop_phase(app, noop, n: int, report: Report, args: argparse.Namespac
                       cpu: CpuMeter) -> None:
     cpu_before = await cpu.read()
     start = time.perf_counter()
-    ids = await submit_all(app, lambda i: (noop, ()), n, args.concurrency)
+    ids = await submit_all(app, lambda i: (noop, ()), n, args.concurrency, args.bulk)
     enqueued = time.perf_counter() - start
     await wait_all(app, ids, 300)
     total = time.perf_counter() - start
@@ -199,7 +203,7 @@ async def _noop_phase(app, noop, n: int, report: Report, args: argparse.Namespac
 
 async def _sleep_phase(app, sleep, m: int, report: Report, args: argparse.Namespace) -> None:
     start = time.perf_counter()
-    ids = await submit_all(app, lambda i: (sleep, (0.05,)), m, args.concurrency)
+    ids = await submit_all(app, lambda i: (sleep, (0.05,)), m, args.concurrency, args.bulk)
     await wait_all(app, ids, 300)
     wall = time.perf_counter() - start
     report.add(f"{m:,} x sleep(0.05), 100 slots (floor {m / 100 * 0.05:g} s)", wall, "s",
@@ -287,9 +291,12 @@ def main() -> int:
     parser.add_argument("--latency-tasks", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=500,
                         help="submissions in flight at once in the producer")
+    parser.add_argument("--producer", choices=("submit", "submit_many"), default="submit",
+                        help="how the producer submits each chunk (default: concurrent submit)")
     parser.add_argument("--profile-worker", metavar="FILE",
                         help="write a cProfile of the worker process to FILE")
     args = parser.parse_args()
+    args.bulk = args.producer == "submit_many"
     return asyncio.run(main_async(args))
 
 
