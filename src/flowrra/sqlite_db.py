@@ -239,6 +239,17 @@ class SQLiteDatabase:
                 db._thread.start()
         return db
 
+    @classmethod
+    async def open(cls, url: str, *, lock_timeout: float = 30.0) -> SQLiteDatabase:
+        """Acquire the handle and wait until it is usable; give it back if it never is."""
+        db = cls.acquire(url, lock_timeout=lock_timeout)
+        try:
+            await db.ready()
+        except BaseException:
+            await db.release()
+            raise
+        return db
+
     async def ready(self) -> None:
         """Wait until the connection is open and the schema is current (raises if it cannot be)."""
         await self.read(_noop)

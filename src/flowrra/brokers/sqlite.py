@@ -345,13 +345,7 @@ class SQLiteBroker(Broker):
             self._connect_lock = asyncio.Lock()
         async with self._connect_lock:
             if self._db is None:
-                db = SQLiteDatabase.acquire(self.url, lock_timeout=self.lock_timeout)
-                try:
-                    await db.ready()
-                except BaseException:
-                    await db.release()
-                    raise
-                self._db = db
+                self._db = await SQLiteDatabase.open(self.url, lock_timeout=self.lock_timeout)
                 self._closing = False
 
     async def _conn(self) -> SQLiteDatabase:

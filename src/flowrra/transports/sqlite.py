@@ -128,13 +128,7 @@ class SQLiteTransport(EventTransport):
                 self._opening = asyncio.Lock()
             async with self._opening:
                 if self._db is None:
-                    db = SQLiteDatabase.acquire(self.url, lock_timeout=self.lock_timeout)
-                    try:
-                        await db.ready()
-                    except BaseException:
-                        await db.release()
-                        raise
-                    self._db = db
+                    self._db = await SQLiteDatabase.open(self.url, lock_timeout=self.lock_timeout)
         return self._db
 
     # -- publishing ------------------------------------------------------------------------
