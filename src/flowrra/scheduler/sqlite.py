@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -54,6 +55,25 @@ class _SQLiteSession:
             return conn.execute(sql, tuple(params)).fetchall()
 
         return await self._store._call(run)
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch a file to WAL, retrying while another connection is switching it too.
+
+    Changing the journal mode of a new file can fail with "database is locked" at
+    once, without SQLite's busy handler, when several processes open it together.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 class SQLiteScheduleStore(SQLScheduleStore):
@@ -103,7 +123,7 @@ class SQLiteScheduleStore(SQLScheduleStore):
                 check_same_thread=False,
             )
             if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode=WAL")
+                _enable_wal(conn, self.busy_timeout)
             conn.execute("PRAGMA synchronous=NORMAL")
             return conn
 
