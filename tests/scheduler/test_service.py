@@ -21,6 +21,7 @@ from flowrra.scheduler import (
     run_scheduler,
     slot_task_id,
 )
+from tests.conftest import wait_until
 
 from .conftest import START, FakeApp, ManualClock
 
@@ -116,7 +117,12 @@ async def test_crash_between_submit_and_mark_neither_loses_nor_doubles():
         assert await second.tick() == 1
         task = await store.get(sid)
         assert task.run_count == 1 and task.next_run_at == task.anchor_at + timedelta(seconds=200)
-        await asyncio.sleep(0.2)
+        # Once the broker holds nothing (queued or running), every submission has run.
+        async def drained() -> bool:
+            stats = await app.broker.stats()
+            return stats["queued"] + stats["delayed"] + stats["leased"] == 0
+
+        await wait_until(drained, timeout=5, message="the broker to drain")
         assert len(runs) == 1  # the broker dropped the duplicate submission
     finally:
         await app.stop()
