@@ -242,8 +242,7 @@ class Flowrra:
         for name, value in options.items():
             if value is not None:
                 setattr(task, name, value)
-        task.record = TaskResult(task.id, TaskStatus.PENDING, task.name, None, None, now, None,
-                                 None, 0, args, kwargs, None, priority, task.queue)
+        task.record = _pending_record(task.id, task.name, args, kwargs, now, priority, task.queue)
         return task
 
     async def _record(self, record: TaskResult) -> None:
@@ -306,13 +305,14 @@ class Flowrra:
         if final:
             # Record "pending" before the broker can hand the task to a worker: recorded
             # after, it could overwrite the running/finished state of a fast worker.
-            await self._record(TaskResult(
-                task_id, TaskStatus.PENDING, record.task_name, None, None, record.submitted_at,
-                None, None, 0, record.args, record.kwargs, None, record.priority, record.queue))
+            await self._record(_pending_record(task_id, record.task_name, record.args,
+                                               record.kwargs, record.submitted_at,
+                                               record.priority, record.queue))
         task = await self.broker.retry_dead_letter(task_id)
         if task is not None:
             if not final:  # its record had expired
-                await self._record(_pending_record(task))
+                await self._record(_pending_record(task.id, task.name, task.args, task.kwargs,
+                                                   task.submitted_at, task.priority, task.queue))
             return True
         if record is None or not final:
             return False
@@ -347,10 +347,11 @@ class Flowrra:
         return self._scheduler
 
 
-def _pending_record(task: Task) -> TaskResult:
-    return TaskResult(task.id, TaskStatus.PENDING, task.name, None, None, task.submitted_at,
-                      None, None, task.current_retry, task.args, task.kwargs, None,
-                      task.priority, task.queue)
+def _pending_record(task_id: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                    submitted_at: datetime | None, priority: int, queue: str) -> TaskResult:
+    """The record of a task that waits in the broker: the one shape for every submit path."""
+    return TaskResult(task_id, TaskStatus.PENDING, name, None, None, submitted_at, None, None, 0,
+                      args, kwargs, None, priority, queue)
 
 
 def _make_broker(broker: Broker | str | None, cfg: BrokerConfig | None) -> Broker:
