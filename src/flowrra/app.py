@@ -9,7 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flowrra.backends import ResultBackend, get_backend
@@ -35,7 +35,8 @@ class _IdSource:
     """Task ids: 64 random bits per process + a 64-bit counter, as 32 hex digits.
 
     Unique across processes and machines (the prefix is drawn again after a fork)
-    at a fraction of the cost of ``uuid4()`` on the submit hot path.
+    at a fraction of the cost of ``uuid4()`` on the submit hot path. The counter
+    starts at or above 2**63, so its hex form is always 16 digits without padding.
     """
 
     def __init__(self) -> None:
@@ -44,13 +45,14 @@ class _IdSource:
 
     def reseed(self) -> None:
         self.prefix = os.urandom(8).hex()
-        self.counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
-
-    def __call__(self) -> str:
-        return f"{self.prefix}{next(self.counter):016x}"
+        self.counter = itertools.count((1 << 63) | int.from_bytes(os.urandom(3), "big"))
 
 
-_new_id = _IdSource()
+_ids = _IdSource()
+
+
+def _new_id() -> str:
+    return _ids.prefix + hex(next(_ids.counter))[2:]
 
 
 class Flowrra:
@@ -70,6 +72,9 @@ class Flowrra:
         self.broker: Broker = _make_broker(broker, self.config.broker)
         self.backend: ResultBackend = _make_backend(backend, self.config.backend, self.broker)
         self.transport = self.broker.event_transport()
+        #: Broker, results and events all live in this process: the hot path calls
+        #: the stores' ``*_nowait`` methods instead of awaiting a coroutine per step.
+        self.local = self.broker.local and self.backend.local and not self.transport.remote
         self._relay = TransportRelay(self.transport, event_bus, self.instance_id,
                                      on_control=self._on_control)
         event_bus.add_relay(self._relay)
@@ -178,8 +183,12 @@ class Flowrra:
         if not self._connected:
             await self._ensure_ready()
         task = self._build_task(task_or_name, args, kwargs, priority)
-        await self._record(task.record)  # type: ignore[arg-type]
-        await self.broker.enqueue(task)
+        if self.local:
+            self._record_nowait(task.record)  # type: ignore[arg-type]
+            self.broker.enqueue_nowait(task)
+        else:
+            await self._record(task.record)  # type: ignore[arg-type]
+            await self.broker.enqueue(task)
         return task.id
 
     async def apply_async(self, task_or_name: TaskRef, args: Sequence[Any] = (),
@@ -198,9 +207,9 @@ class Flowrra:
             eta = eta.timestamp()
         if countdown is not None:
             eta = time.time() + countdown
-        task = self._build_task(task_or_name, tuple(args), kwargs or {}, priority, task_id,
-                                max_retries=max_retries, retry_delay=retry_delay,
-                                timeout=timeout, eta=eta, queue=queue)
+        task = self._build_task(task_or_name, tuple(args), kwargs or {}, priority, task_id, {
+            "max_retries": max_retries, "retry_delay": retry_delay, "timeout": timeout,
+            "eta": eta, "queue": queue})
         if task_id is not None and await self.backend.get(task_id) is not None:
             return task_id
         await self._record(task.record)  # type: ignore[arg-type]
@@ -222,7 +231,7 @@ class Flowrra:
 
     def _build_task(self, ref: TaskRef, args: tuple[Any, ...], kwargs: dict[str, Any],
                     priority: int | None, task_id: str | None = None,
-                    **options: Any) -> Task:
+                    options: dict[str, Any] | None = None) -> Task:
         """Validate a call and build its message with the pending record attached.
 
         ``options`` (max_retries, retry_delay, timeout, eta, queue) override the
@@ -235,14 +244,16 @@ class Flowrra:
             ensure_serializable(kwargs, f"The keyword arguments of task '{definition.name}'")
         if priority is None:
             priority = definition.priority
-        now = utcnow()
-        task = Task(task_id or _new_id(), definition.name, args, kwargs, definition.max_retries,
+        now = datetime.now(UTC)
+        task_id = task_id or _new_id()
+        task = Task(task_id, definition.name, args, kwargs, definition.max_retries,
                     definition.retry_delay, 0, priority, definition.cpu_bound,
                     definition.timeout, definition.queue, now)
-        for name, value in options.items():
-            if value is not None:
-                setattr(task, name, value)
-        task.record = _pending_record(task.id, task.name, args, kwargs, now, priority, task.queue)
+        if options:
+            for name, value in options.items():
+                if value is not None:
+                    setattr(task, name, value)
+        task.record = _pending_record(task_id, task.name, args, kwargs, now, priority, task.queue)
         return task
 
     async def _record(self, record: TaskResult) -> None:
@@ -250,14 +261,25 @@ class Flowrra:
         await self.backend.store(record)
         remote = self.transport.remote and self._connected
         if remote or event_bus._subscribers:
-            event = task_event(record.to_dict)
-            event["origin"] = self.instance_id
-            event_bus.deliver(event)
+            event = self._event(record)
             if remote:
                 try:
                     await self.transport.publish(event)
                 except Exception as exc:
                     logger.warning("could not publish event for task %s: %s", record.task_id, exc)
+
+    def _record_nowait(self, record: TaskResult) -> None:
+        """:meth:`_record` for a :attr:`local` app: nothing to await, nothing to publish."""
+        self.backend.store_nowait(record)
+        if event_bus._subscribers:
+            self._event(record)
+
+    def _event(self, record: TaskResult) -> dict[str, Any]:
+        """Deliver the ``task.update`` event of ``record`` in this process; return it."""
+        event = task_event(record.to_dict)
+        event["origin"] = self.instance_id
+        event_bus.deliver(event)
+        return event
 
     # -- results ---------------------------------------------------------------------
     async def get_result(self, task_id: str) -> TaskResult | None:
@@ -268,6 +290,10 @@ class Flowrra:
         """Wait until the task is final; raises :class:`TaskTimeoutError` after ``timeout``."""
         if not self._connected:
             await self._ensure_ready()
+        if self.local:
+            record = self.backend.final_nowait(task_id)
+            if record is not None:
+                return record
         return await self.backend.wait_for(task_id, timeout)
 
     # -- control -------------------------------------------------------------------------
@@ -320,7 +346,7 @@ class Flowrra:
             await self._record(record)  # nothing was queued: put the record back
             return False
         task = self._build_task(record.task_name, record.args, record.kwargs, record.priority,
-                                task_id, queue=record.queue)
+                                task_id, {"queue": record.queue})
         task.submitted_at, task.record = record.submitted_at, None  # pending is stored above
         await self.broker.enqueue(task)
         return True

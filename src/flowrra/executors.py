@@ -105,10 +105,13 @@ class BaseExecutor:
         assert worker is not None
         broker = worker.broker
         queues = self.queues
+        local = broker.local
         failures = 0
         while not self._stopping:
             try:
-                task = await broker.dequeue(queues, worker.worker_id, timeout=1.0)
+                task = broker.dequeue_nowait(queues, worker.worker_id) if local else None
+                if task is None:
+                    task = await broker.dequeue(queues, worker.worker_id, timeout=1.0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

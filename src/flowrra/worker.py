@@ -178,7 +178,11 @@ class Worker:
         if task.id in app._cancelled:
             await self._finish_cancelled(task, record)
             return
-        await app._record(record)
+        local = app.local
+        if local:
+            app._record_nowait(record)
+        else:
+            await app._record(record)
         try:
             value = await executor.call(definition, task, runner)
             if type(value) not in _SCALARS:
@@ -205,8 +209,12 @@ class Worker:
         record.status = TaskStatus.SUCCESS
         record.result = value
         record.finished_at = datetime.now(UTC)
-        await app._record(record)
-        await self.broker.ack(task)
+        if local:
+            app._record_nowait(record)
+            self.broker.ack_nowait(task)
+        else:
+            await app._record(record)
+            await self.broker.ack(task)
         self.processed += 1
 
     def _running_record(self, task: Task) -> TaskResult:

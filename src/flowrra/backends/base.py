@@ -20,6 +20,9 @@ from flowrra.task import TaskResult, TaskStatus
 class ResultBackend(ABC):
     shared: ClassVar[bool] = False
     schemes: ClassVar[tuple[str, ...]] = ()
+    #: True when records live in this process's memory, so the ``*_nowait`` methods
+    #: work (the app's in-process hot path calls them without a coroutine).
+    local: ClassVar[bool] = False
 
     def __init__(self, *, ttl: float | None = None) -> None:
         self.ttl = ttl
@@ -51,6 +54,14 @@ class ResultBackend(ABC):
     @abstractmethod
     async def count_by_status(self) -> dict[str, int]:
         """Number of stored records per status value (every status present as a key)."""
+
+    def store_nowait(self, result: TaskResult) -> None:
+        """``store`` without a coroutine (``local`` backends only)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a local backend")
+
+    def final_nowait(self, task_id: str) -> TaskResult | None:
+        """The record if it is final, else None, without a coroutine (``local`` backends only)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a local backend")
 
     async def search(self, query: str, limit: int = 50) -> list[TaskResult]:
         """Records whose id starts with ``query`` or whose name contains it (newest first)."""

@@ -25,6 +25,7 @@ _FINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED}
 
 class InMemoryBackend(ResultBackend):
     schemes = ("memory",)
+    local = True
 
     def __init__(self, *, ttl: float | None = None, max_results: int = DEFAULT_MAX_RESULTS) -> None:
         super().__init__(ttl=ttl)
@@ -36,6 +37,9 @@ class InMemoryBackend(ResultBackend):
         self._stored_at: dict[str, float] = {}
 
     async def store(self, result: TaskResult) -> None:
+        self.store_nowait(result)
+
+    def store_nowait(self, result: TaskResult) -> None:
         records = self._records
         task_id = result.task_id
         if task_id in records:
@@ -61,9 +65,13 @@ class InMemoryBackend(ResultBackend):
             return None
         return record if record.status in _FINAL else record.copy()
 
-    async def wait_for(self, task_id: str, timeout: float | None = None) -> TaskResult:
+    def final_nowait(self, task_id: str) -> TaskResult | None:
         record = self._live(task_id)
-        if record is not None and record.status in _FINAL:
+        return record if record is not None and record.status in _FINAL else None
+
+    async def wait_for(self, task_id: str, timeout: float | None = None) -> TaskResult:
+        record = self.final_nowait(task_id)
+        if record is not None:
             return record
         return await super().wait_for(task_id, timeout)
 

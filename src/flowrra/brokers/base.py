@@ -57,6 +57,10 @@ class Broker(ABC):
     shared: ClassVar[bool] = False
     #: URL schemes this class handles (used by :func:`flowrra.brokers.get_broker`).
     schemes: ClassVar[tuple[str, ...]] = ()
+    #: True when the queue lives in this process's memory, so the ``*_nowait``
+    #: methods work. The app and worker then call them directly: on the in-process
+    #: hot path a coroutine per broker call costs more than the call itself.
+    local: ClassVar[bool] = False
 
     def __init__(self, *, visibility_timeout: float = 30.0) -> None:
         self.visibility_timeout = visibility_timeout
@@ -115,6 +119,19 @@ class Broker(ABC):
     @abstractmethod
     async def extend_leases(self, tasks: Sequence[Task], worker_id: str) -> None:
         """Renew the leases of tasks that are still running on a live worker."""
+
+    # -- the in-process fast path (``local`` brokers only) -------------------------------
+    def enqueue_nowait(self, task: Task) -> None:
+        """``enqueue`` without a coroutine (no dedupe)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a local broker")
+
+    def dequeue_nowait(self, queues: Sequence[str], worker_id: str) -> Task | None:
+        """Claim the next due task if there is one, without waiting."""
+        raise NotImplementedError(f"{type(self).__name__} is not a local broker")
+
+    def ack_nowait(self, task: Task) -> None:
+        """``ack`` without a coroutine."""
+        raise NotImplementedError(f"{type(self).__name__} is not a local broker")
 
     # -- dead letters ---------------------------------------------------------------
     @abstractmethod

@@ -8,26 +8,60 @@ durable delivery.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import heapq
 import itertools
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
 from flowrra.brokers.base import Broker, DeadLetter, retry_dead_letter_task
 from flowrra.task import Task
 
-_Entry = tuple[int, int, Task]
+
+class _Lanes:
+    """One queue's waiting tasks: a FIFO per priority, the lowest priority served first.
+
+    Cheaper than one heap of ``(priority, seq, task)`` tuples: a push is a deque
+    append, a pop a popleft. While a task waits, ``task.receipt`` holds its arrival
+    number, which orders equal priorities across queues.
+    """
+
+    __slots__ = ("fifos", "order")
+
+    def __init__(self) -> None:
+        self.fifos: dict[int, deque[Task]] = {}
+        self.order: list[int] = []  # the priorities present, ascending
+
+    def push(self, task: Task) -> None:
+        fifo = self.fifos.get(task.priority)
+        if fifo is None:
+            fifo = self.fifos[task.priority] = deque()
+            bisect.insort(self.order, task.priority)
+        fifo.append(task)
+
+    def head(self, live: dict[str, Task]) -> deque[Task] | None:
+        """The FIFO whose first task goes next; drops entries no longer live on the way."""
+        for priority in self.order:
+            fifo = self.fifos[priority]
+            while fifo and live.get(fifo[0].id) is not fifo[0]:
+                fifo.popleft()
+            if fifo:
+                return fifo
+        self.fifos.clear()  # all empty: forget priorities no longer used
+        self.order.clear()
+        return None
 
 
 class InMemoryBroker(Broker):
     schemes = ("memory",)
+    local = True
 
     def __init__(self, *, visibility_timeout: float = 30.0, max_dead_letters: int = 10_000,
                  dedupe_window: int = 100_000) -> None:
         super().__init__(visibility_timeout=visibility_timeout)
-        self._ready: dict[str, list[_Entry]] = {}
+        self._ready: dict[str, _Lanes] = {}
         self._delayed: list[tuple[float, int, Task]] = []
         # Claimed tasks by id; the lease deadline (monotonic) is kept in ``task.receipt``.
         self._leases: dict[str, Task] = {}
@@ -54,13 +88,15 @@ class InMemoryBroker(Broker):
         self._push(task)
         return True
 
+    def enqueue_nowait(self, task: Task) -> None:
+        self._push(task)
+
     def _push(self, task: Task) -> None:
         self._queued_ids[task.id] = task
         if task.eta is not None and task.eta > time.time():
             heapq.heappush(self._delayed, (task.eta, next(self._seq), task))
         else:
-            heapq.heappush(self._ready.setdefault(task.queue, []),
-                           (task.priority, next(self._seq), task))
+            self._make_ready(task)
         wakeup = self._wakeup
         if wakeup is not None:
             self._wakeup = None
@@ -78,10 +114,8 @@ class InMemoryBroker(Broker):
                       timeout: float = 1.0) -> Task | None:
         deadline = None
         while True:
-            task = self._pop(queues)
+            task = self.dequeue_nowait(queues, worker_id)
             if task is not None:
-                task.receipt = time.monotonic() + self.visibility_timeout
-                self._leases[task.id] = task
                 return task
             now = time.monotonic()
             if deadline is None:
@@ -99,23 +133,37 @@ class InMemoryBroker(Broker):
             except TimeoutError:
                 pass
 
+    def dequeue_nowait(self, queues: Sequence[str], worker_id: str) -> Task | None:
+        task = self._pop(queues)
+        if task is not None:
+            task.receipt = time.monotonic() + self.visibility_timeout
+            self._leases[task.id] = task
+        return task
+
     def _pop(self, queues: Sequence[str]) -> Task | None:
         if self._delayed:
             self._promote_due()
         if self._leases:
             self._recover_expired()
-        best: list[_Entry] | None = None
+        best: deque[Task] | None = None
+        live = self._queued_ids
         for name in queues:
-            heap = self._ready.get(name)
-            while heap and not self._is_live(heap[0][2]):
-                heapq.heappop(heap)
-            if heap and (best is None or heap[0] < best[0]):
-                best = heap
+            lanes = self._ready.get(name)
+            fifo = lanes.head(live) if lanes is not None else None
+            if fifo is not None and (best is None or _order(fifo[0]) < _order(best[0])):
+                best = fifo
         if best is None:
             return None
-        task = heapq.heappop(best)[2]
-        del self._queued_ids[task.id]
+        task = best.popleft()
+        del live[task.id]
         return task
+
+    def _make_ready(self, task: Task) -> None:
+        task.receipt = next(self._seq)
+        lanes = self._ready.get(task.queue)
+        if lanes is None:
+            lanes = self._ready[task.queue] = _Lanes()
+        lanes.push(task)
 
     def _is_live(self, task: Task) -> bool:
         return self._queued_ids.get(task.id) is task
@@ -125,10 +173,8 @@ class InMemoryBroker(Broker):
         delayed = self._delayed
         while delayed and delayed[0][0] <= now:
             task = heapq.heappop(delayed)[2]
-            if not self._is_live(task):
-                continue
-            heapq.heappush(self._ready.setdefault(task.queue, []),
-                           (task.priority, next(self._seq), task))
+            if self._is_live(task):
+                self._make_ready(task)
 
     def _recover_expired(self) -> None:
         now = time.monotonic()
@@ -142,6 +188,9 @@ class InMemoryBroker(Broker):
             self._push(task)
 
     async def ack(self, task: Task) -> None:
+        self._leases.pop(task.id, None)
+
+    def ack_nowait(self, task: Task) -> None:
         self._leases.pop(task.id, None)
 
     async def requeue(self, task: Task) -> None:
@@ -207,3 +256,8 @@ class InMemoryBroker(Broker):
         for worker_id in [w for w, (_, exp) in self._workers.items() if exp <= now]:
             del self._workers[worker_id]
         return [info for info, _ in self._workers.values()]
+
+
+def _order(task: Task) -> tuple[int, int]:
+    """Which of two waiting tasks goes first: lower priority, then earlier arrival."""
+    return task.priority, task.receipt
