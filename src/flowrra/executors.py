@@ -141,8 +141,7 @@ class BaseExecutor:
 
     async def call(self, definition: TaskDefinition, task: Task, runner: Runner) -> Any:
         """Invoke the task function; convert a deliberate interruption into :class:`Interrupted`."""
-        loop = asyncio.get_running_loop()
-        timer = (loop.call_later(task.timeout, runner.interrupt, "timeout")
+        timer = (asyncio.get_running_loop().call_later(task.timeout, runner.interrupt, "timeout")
                  if task.timeout else None)
         runner.in_task = True
         value: Any = None
