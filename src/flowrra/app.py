@@ -258,25 +258,28 @@ class Flowrra:
 
     async def _record(self, record: TaskResult) -> None:
         """Store a state change and publish it as a ``task.update`` event."""
-        await self.backend.store(record)
         remote = self.transport.remote and self._connected
-        if remote or event_bus._subscribers:
-            event = self._event(record)
-            if remote:
-                try:
-                    await self.transport.publish(event)
-                except Exception as exc:
-                    logger.warning("could not publish event for task %s: %s", record.task_id, exc)
+        if not (remote or event_bus._subscribers):
+            await self.backend.store(record)
+            return
+        data = record.to_dict  # built once, for the store and for the event
+        await self.backend.store(record, data)
+        event = self._event(data)
+        if remote:
+            try:
+                await self.transport.publish(event)
+            except Exception as exc:
+                logger.warning("could not publish event for task %s: %s", record.task_id, exc)
 
     def _record_nowait(self, record: TaskResult) -> None:
         """:meth:`_record` for a :attr:`local` app: nothing to await, nothing to publish."""
         self.backend.store_nowait(record)
         if event_bus._subscribers:
-            self._event(record)
+            self._event(record.to_dict)
 
-    def _event(self, record: TaskResult) -> dict[str, Any]:
-        """Deliver the ``task.update`` event of ``record`` in this process; return it."""
-        event = task_event(record.to_dict)
+    def _event(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Deliver the ``task.update`` event of a record (as ``to_dict``) here; return it."""
+        event = task_event(data)
         event["origin"] = self.instance_id
         event_bus.deliver(event)
         return event

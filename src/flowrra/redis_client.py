@@ -164,8 +164,45 @@ _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[RedisSettings,
     weakref.WeakKeyDictionary())
 
 
+class _LeanPool(aioredis.BlockingConnectionPool):
+    """A pool that keeps a few connections at hand for the lean command path.
+
+    redis-py's ``get_connection``/``release`` cost more CPU than a pipelined round
+    trip (a condition, a timeout, a readiness probe, metrics hooks). A connection
+    that :func:`execute_pipeline` hands back is known clean (any error disconnects
+    it), so up to ``keep`` of them are reused directly. ``keep`` stays well below
+    ``max_connections`` so pub/sub listeners can always get a connection.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._at_hand: list[Any] = []
+        self._keep = min(8, self.max_connections // 4)
+
+    async def lease(self) -> Any:
+        at_hand = self._at_hand
+        while at_hand:
+            conn = at_hand.pop()
+            if conn.is_connected:
+                return conn
+            await self.release(conn)
+        return await self.get_connection()
+
+    async def give_back(self, conn: Any) -> None:
+        if conn.is_connected and len(self._at_hand) < self._keep:
+            self._at_hand.append(conn)
+        else:
+            await self.release(conn)
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        at_hand, self._at_hand = self._at_hand, []
+        for conn in at_hand:
+            await self.release(conn)
+        await super().disconnect(inuse_connections)
+
+
 def _new_client(settings: RedisSettings) -> aioredis.Redis:
-    pool = aioredis.BlockingConnectionPool.from_url(
+    pool = _LeanPool.from_url(
         settings.url,
         max_connections=settings.max_connections,
         timeout=settings.socket_timeout,  # wait this long for a free connection
@@ -341,8 +378,8 @@ async def execute_pipeline(client: aioredis.Redis,
     moment the wake-up arrives, in a single round trip. A connection whose replies
     were not all read (connection error, cancellation) is disconnected, never reused.
     """
-    pool = client.connection_pool
-    conn = await pool.get_connection()
+    pool: _LeanPool = client.connection_pool
+    conn = await pool.lease()
     try:
         if len(commands) == 1:
             packed: Any = pack(commands[0][0], conn)
@@ -363,7 +400,7 @@ async def execute_pipeline(client: aioredis.Redis,
         await conn.disconnect(nowait=True)
         raise
     finally:
-        await pool.release(conn)
+        await pool.give_back(conn)
 
 
 def _as_list(packed: bytes | list[bytes]) -> list[bytes]:

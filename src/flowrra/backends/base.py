@@ -35,7 +35,12 @@ class ResultBackend(ABC):
         """Release connections and fail nobody: pending waiters keep waiting until timeout."""
 
     @abstractmethod
-    async def store(self, result: TaskResult) -> None: ...
+    async def store(self, result: TaskResult, data: dict[str, Any] | None = None) -> None:
+        """Save ``result`` as the task's current record.
+
+        ``data`` is ``result.to_dict`` when the caller has built it already (the app
+        does, for the event); shared stores encode it instead of building it again.
+        """
 
     @abstractmethod
     async def get(self, task_id: str) -> TaskResult | None: ...

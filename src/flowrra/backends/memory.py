@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from typing import Any
 
 from flowrra.backends.base import ResultBackend, status_value
 from flowrra.task import TaskResult, TaskStatus
@@ -36,7 +37,7 @@ class InMemoryBackend(ResultBackend):
         #: Last store time per id, kept only when a TTL is set.
         self._stored_at: dict[str, float] = {}
 
-    async def store(self, result: TaskResult) -> None:
+    async def store(self, result: TaskResult, data: dict[str, Any] | None = None) -> None:
         self.store_nowait(result)
 
     def store_nowait(self, result: TaskResult) -> None:

@@ -192,7 +192,7 @@ class RedisBackend(ResultBackend):
         self._scripts = {name: LuaScript.of(source) for name, source in (
             ("store", _STORE), ("list", _LIST), ("count", _COUNT), ("delete", _DELETE),
             ("clear", _CLEAR))}
-        self._storer: Batcher[TaskResult, None] = Batcher(
+        self._storer: Batcher[tuple[str, str, str], None] = Batcher(
             self._store_batch, max_inflight=2, name="flowrra-redis-store")
         self._getter: Batcher[str, str | None] = Batcher(
             self._get_batch, max_inflight=2, name="flowrra-redis-get")
@@ -215,13 +215,15 @@ class RedisBackend(ResultBackend):
         return await self._conn.script(self._scripts[name], self.prefix, *args)
 
     # -- records --------------------------------------------------------------------
-    async def store(self, result: TaskResult) -> None:
-        await self._storer.submit(result)
+    async def store(self, result: TaskResult, data: dict[str, Any] | None = None) -> None:
+        # Encoded now, not at flush time: the batch must hold this state, not a later one.
+        encoded = fast_dumps(result.to_dict if data is None else data)
+        await self._storer.submit((result.task_id, result.status.value, encoded))
 
-    async def _store_batch(self, results: list[TaskResult]) -> None:
+    async def _store_batch(self, items: list[tuple[str, str, str]]) -> None:
         args: list[Any] = [self._ttl_ms]
-        for result in results:
-            args += (result.task_id, result.status.value, fast_dumps(result.to_dict))
+        for item in items:
+            args += item
         await self._run("store", *args)
 
     async def get(self, task_id: str) -> TaskResult | None:

@@ -182,13 +182,13 @@ class SQLiteBackend(ResultBackend):
         self._last_stamp = now
         return now
 
-    async def store(self, result: TaskResult) -> None:
+    async def store(self, result: TaskResult, data: dict[str, Any] | None = None) -> None:
         await self._conn()
         now = self._stamp()
         final = result.status in TERMINAL_STATUSES
         await self._stores.submit([result.task_id, result.task_name, result.status.value, now,
                                    None if self.ttl is None else now + self.ttl, final,
-                                   dumps(result.to_dict)])
+                                   dumps(result.to_dict if data is None else data)])
         if final:
             self._notify(result.copy())
 
