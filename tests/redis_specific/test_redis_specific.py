@@ -384,3 +384,21 @@ def test_components_survive_a_new_event_loop_per_call(prefix):
 
     for n in range(3):
         asyncio.run(one_call(n))
+
+
+async def test_a_connection_the_server_closed_is_replaced_not_reused(prefix):
+    """Connections kept at hand skip redis-py's readiness probe: a dead one must still go."""
+    backend = RedisBackend(REDIS_URL, key_prefix=prefix)
+    await backend.connect()
+    admin = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        conn = backend._conn
+        own_id = await conn.command("CLIENT", "ID")  # the connection now kept at hand
+        assert await admin.execute_command("CLIENT", "KILL", "ID", own_id) == 1
+        await backend.store(TaskResult("t1", TaskStatus.SUCCESS, "x", 42, submitted_at=utcnow()))
+        got = await backend.get("t1")
+        assert got is not None and got.result == 42
+        assert await conn.command("CLIENT", "ID") != own_id
+    finally:
+        await admin.aclose()
+        await backend.close()
