@@ -81,12 +81,7 @@ class ToyQueue:
             item: Any = _Message(job_id, args, priority, record)
         else:
             item = record = _Job(job_id, args)
-        self.records[job_id] = record
-        if len(self.records) > 100_000:
-            self.records.popitem(last=False)
-        self.ready.setdefault(priority, deque()).append(item)
-        if self.wakeup is not None and not self.wakeup.done():
-            self.wakeup.set_result(None)
+        self._queue(job_id, record, item, priority)
         return job_id
 
     async def submit_shaped(self, *args: Any, priority: int = 0) -> str:
@@ -96,13 +91,16 @@ class ToyQueue:
         record = TaskResult(job_id, TaskStatus.PENDING, "noop", None, None, now, None, None, 0,
                             args, {}, None, priority, "default")
         message.record = record
+        self._queue(job_id, record, message, priority)
+        return job_id
+
+    def _queue(self, job_id: Any, record: Any, item: Any, priority: int) -> None:
         self.records[job_id] = record
         if len(self.records) > 100_000:
             self.records.popitem(last=False)
-        self.ready.setdefault(priority, deque()).append(message)
+        self.ready.setdefault(priority, deque()).append(item)
         if self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)
-        return job_id
 
     def _claim(self) -> Any:
         for priority in sorted(self.ready) if self.kept else self.ready:
