@@ -201,6 +201,10 @@ class Flowrra:
 
         An explicit ``task_id`` makes submission idempotent: if that id was already
         submitted, nothing new is queued and the id is returned (schedulers rely on it).
+        Already submitted means: the broker still holds or remembers the id (its
+        dedupe window), or a record that is no longer pending exists. A pending
+        record the broker never received (its submitter died in between) is
+        submitted again.
         """
         await self._ensure_ready()
         if isinstance(eta, datetime):
@@ -210,11 +214,17 @@ class Flowrra:
         task = self._build_task(task_or_name, tuple(args), kwargs or {}, priority, task_id, {
             "max_retries": max_retries, "retry_delay": retry_delay, "timeout": timeout,
             "eta": eta, "queue": queue})
-        if task_id is not None and await self.backend.get(task_id) is not None:
+        if task_id is not None and await self._already_submitted(task_id):
             return task_id
         await self._record(task.record)  # type: ignore[arg-type]
         await self.broker.enqueue(task, dedupe=task_id is not None)
         return task.id
+
+    async def _already_submitted(self, task_id: str) -> bool:
+        if await self.broker.is_duplicate(task_id):
+            return True
+        record = await self.backend.get(task_id)
+        return record is not None and record.status is not TaskStatus.PENDING
 
     async def submit_many(self, calls: Iterable[tuple[TaskRef, Sequence[Any], dict[str, Any]]
                                                | TaskRef], *, priority: int = 0) -> list[str]:

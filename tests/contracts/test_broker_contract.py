@@ -121,6 +121,31 @@ async def test_dedupe_drops_duplicate_ids(make_broker):
         assert await broker.enqueue(make_task(), dedupe=True) is True
 
 
+async def test_is_duplicate_answers_what_a_deduplicated_enqueue_would_do(make_broker):
+    async with make_broker() as broker:
+        plain, deduped = make_task(), make_task()
+        assert await broker.is_duplicate(plain.id) is False
+        await broker.enqueue(plain)
+        assert await broker.is_duplicate(plain.id) is True  # queued
+        got = await broker.dequeue(["default"], W, timeout=1)
+        assert got is not None and got.id == plain.id
+        assert await broker.is_duplicate(plain.id) is True  # leased
+        await broker.ack(got)
+        # Acknowledged and never deduplicated: forgotten (acks may land in the background).
+        await wait_until(lambda: _not(broker.is_duplicate(plain.id)), message="ack to land")
+        assert await broker.enqueue(Task(plain.id, plain.name), dedupe=True) is True
+        await broker.enqueue(deduped, dedupe=True)
+        got = await broker.dequeue(["default"], W, timeout=1)
+        got = got if got.id == deduped.id else await broker.dequeue(["default"], W, timeout=1)
+        await broker.ack(got)
+        assert await broker.is_duplicate(deduped.id) is True  # remembered after it ran
+        assert await broker.enqueue(Task(deduped.id, deduped.name), dedupe=True) is False
+
+
+async def _not(answer) -> bool:
+    return not await answer
+
+
 async def test_revoke_queued_and_delayed(make_broker):
     async with make_broker() as broker:
         queued, delayed, kept = make_task(), make_task(eta=time.time() + 0.3), make_task()

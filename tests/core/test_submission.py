@@ -9,7 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flowrra import Flowrra, FlowrraError, TaskStatus, TaskTimeoutError
+from flowrra.app import _pending_record
+from flowrra.backends import InMemoryBackend
 from flowrra.exceptions import SerializationError
+from flowrra.task import utcnow
 from tests.conftest import wait_until
 
 
@@ -93,6 +96,38 @@ async def test_apply_async_with_task_id_is_idempotent(app: Flowrra) -> None:
     marker = await app.submit(once)
     assert (await app.wait_for_result(marker, timeout=5)).result == 2
     assert runs == 2
+
+
+async def test_apply_async_with_an_evicted_record_does_not_leave_it_pending() -> None:
+    """The broker remembers the id after its record was evicted: nothing new, nothing stuck."""
+    app = Flowrra(backend=InMemoryBackend(max_results=1))
+    runs = 0
+
+    @app.task(name="evicted")
+    async def evicted() -> None:
+        nonlocal runs
+        runs += 1
+
+    async with app:
+        await app.wait_for_result(await app.apply_async(evicted, task_id="fixed-id-2"), timeout=5)
+        await app.wait_for_result(await app.submit(evicted), timeout=5)  # evicts fixed-id-2
+        assert await app.get_result("fixed-id-2") is None
+        assert await app.apply_async(evicted, task_id="fixed-id-2") == "fixed-id-2"
+        assert await app.get_result("fixed-id-2") is None  # not a pending record forever
+        assert (await app.broker.stats())["queued"] == 0
+        assert runs == 2
+
+
+async def test_apply_async_resubmits_a_pending_record_the_broker_never_got(app: Flowrra) -> None:
+    """A submitter that died between storing "pending" and enqueuing left an orphan."""
+
+    @app.task(name="orphan")
+    async def orphan() -> str:
+        return "ran"
+
+    await app._record(_pending_record("fixed-id-3", "orphan", (), {}, utcnow(), 0, "default"))
+    assert await app.apply_async(orphan, task_id="fixed-id-3") == "fixed-id-3"
+    assert (await app.wait_for_result("fixed-id-3", timeout=5)).result == "ran"
 
 
 async def test_apply_async_options_override_the_decorator(app: Flowrra) -> None:

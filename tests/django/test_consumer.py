@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
@@ -236,7 +237,7 @@ async def test_auth_middleware_stack_with_a_real_session(staff_user: Any) -> Non
     from django.test import AsyncClient
 
     client = AsyncClient()
-    await client.aforce_login(staff_user)
+    await sync_to_async(client.force_login)(staff_user)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
     application = AuthMiddlewareStack(URLRouter(get_websocket_urlpatterns()))
     comm = WebsocketCommunicator(application, "/flowrra/ws", headers=[(b"cookie", cookie)])

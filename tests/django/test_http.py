@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import AsyncClient, override_settings
 
 from flowrra import Flowrra
@@ -60,12 +61,12 @@ async def test_staff_only_by_default(started: Flowrra, mount, staff_user, plain_
     error(await anonymous.get("/flowrra/static/flowrra.js"), 401, "unauthorized")
 
     viewer = AsyncClient()
-    await viewer.aforce_login(plain_user)
+    await sync_to_async(viewer.force_login)(plain_user)
     error(await viewer.get("/flowrra/"), 403, "forbidden")
     error(await viewer.get("/flowrra/api/stats"), 403, "forbidden")
 
     staff = AsyncClient()
-    await staff.aforce_login(staff_user)
+    await sync_to_async(staff.force_login)(staff_user)
     assert (await staff.get("/flowrra/api/stats")).status_code == 200
     page = await staff.get("/flowrra/")
     assert page.status_code == 200 and b"/flowrra/static/flowrra.js" in page.content
@@ -86,7 +87,7 @@ async def test_custom_sync_hook_may_use_the_orm(started: Flowrra, mount, plain_u
 
     mount("flowrra/", get_urls(started, auth=viewers_only))
     client = AsyncClient()
-    await client.aforce_login(plain_user)
+    await sync_to_async(client.force_login)(plain_user)
     assert (await client.get("/flowrra/api/stats")).status_code == 200
     assert seen == [plain_user.username]
     error(await AsyncClient().get("/flowrra/api/stats"), 403, "forbidden")
@@ -118,7 +119,7 @@ async def test_csrf_on_mutations(started: Flowrra, mount, staff_user,
                   "django.contrib.auth.middleware.AuthenticationMiddleware"]
     with override_settings(**({"MIDDLEWARE": middleware} if project_csrf_middleware else {})):
         client = AsyncClient(enforce_csrf_checks=True)
-        await client.aforce_login(staff_user)
+        await sync_to_async(client.force_login)(staff_user)
         post = functools.partial(client.post, content_type="application/json")
         body = error(await post(f"/flowrra/api/executions/{failed}/retry"), 403, "csrf_failed")
         assert "X-CSRFToken" in body["error"]

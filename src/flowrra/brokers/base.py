@@ -89,6 +89,10 @@ class Broker(ABC):
         to submit a slot exactly once.
         """
 
+    @abstractmethod
+    async def is_duplicate(self, task_id: str) -> bool:
+        """True if ``enqueue(task, dedupe=True)`` would drop ``task_id`` right now."""
+
     async def enqueue_many(self, tasks: Sequence[Task]) -> None:
         """Queue several tasks; network brokers override this with one round trip."""
         for task in tasks:

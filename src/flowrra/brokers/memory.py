@@ -80,13 +80,19 @@ class InMemoryBroker(Broker):
     # -- producing ------------------------------------------------------------------
     async def enqueue(self, task: Task, *, dedupe: bool = False) -> bool:
         if dedupe:
-            if task.id in self._seen or task.id in self._queued_ids or task.id in self._leases:
+            if self._known(task.id):
                 return False
             self._seen[task.id] = None
             if len(self._seen) > self._dedupe_window:
                 self._seen.popitem(last=False)
         self._push(task)
         return True
+
+    async def is_duplicate(self, task_id: str) -> bool:
+        return self._known(task_id)
+
+    def _known(self, task_id: str) -> bool:
+        return task_id in self._seen or task_id in self._queued_ids or task_id in self._leases
 
     def enqueue_nowait(self, task: Task) -> None:
         self._push(task)

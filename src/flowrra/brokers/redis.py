@@ -116,6 +116,13 @@ class RedisBroker(Broker):
                      fast_dumps(task.to_dict()))
         return await self._run("ENQUEUE", *args)
 
+    async def is_duplicate(self, task_id: str) -> bool:
+        # The same two checks as the ENQUEUE script's dedupe.
+        queued, seen = await self._conn.pipeline([
+            (("HEXISTS", self._conn.key("msg"), task_id), None),
+            (("EXISTS", self._conn.key("seen", task_id)), None)])
+        return bool(queued) or bool(seen)
+
     async def revoke(self, task_id: str) -> bool:
         return bool(await self._run("REVOKE", task_id))
 

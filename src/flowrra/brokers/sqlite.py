@@ -78,6 +78,13 @@ def _enqueue(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     insert_rows(conn, _INSERT_HEAD, rows)
 
 
+def _known(conn: sqlite3.Connection, task_id: str) -> bool:
+    """Seen by a deduplicated enqueue, or still held here (queued, leased or dead)."""
+    return bool(conn.execute("SELECT 1 FROM flowrra_seen WHERE id = ?", (task_id,)).fetchone()
+                or conn.execute("SELECT 1 FROM flowrra_tasks WHERE id = ? LIMIT 1",
+                                (task_id,)).fetchone())
+
+
 def _enqueue_once(conn: sqlite3.Connection, row: tuple[Any, ...], now: float,
                   prune: tuple[float, int] | None) -> bool:
     task_id = row[0]
@@ -86,8 +93,7 @@ def _enqueue_once(conn: sqlite3.Connection, row: tuple[Any, ...], now: float,
         conn.execute("DELETE FROM flowrra_seen WHERE seen_at < ?", (oldest,))
         conn.execute("DELETE FROM flowrra_seen WHERE rowid <= "
                      "(SELECT max(rowid) FROM flowrra_seen) - ?", (keep,))
-    if conn.execute("SELECT 1 FROM flowrra_seen WHERE id = ?", (task_id,)).fetchone() or \
-            conn.execute("SELECT 1 FROM flowrra_tasks WHERE id = ? LIMIT 1", (task_id,)).fetchone():
+    if _known(conn, task_id):
         return False
     conn.execute("INSERT INTO flowrra_seen (id, seen_at) VALUES (?, ?)", (task_id, now))
     conn.execute(_INSERT, row)
@@ -398,6 +404,10 @@ class SQLiteBroker(Broker):
     async def _flush_enqueues(self, rows: list[tuple[Any, ...]]) -> None:
         db = await self._conn()
         await db.write(_enqueue, rows, topic=TOPIC)
+
+    async def is_duplicate(self, task_id: str) -> bool:
+        db = await self._conn()
+        return await db.read(_known, task_id)
 
     async def revoke(self, task_id: str) -> bool:
         db = await self._conn()
