@@ -33,7 +33,7 @@ async def _staff_client() -> Any:
     user = await sync_to_async(get_user_model().objects.create_user)(
         username=unique("ui-staff"), password="pw", is_staff=True)
     client = AsyncClient(enforce_csrf_checks=True)
-    await client.aforce_login(user)
+    await sync_to_async(client.force_login)(user)  # aforce_login() is Django 5.0+
     return client
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import redirect
 from django.utils.html import escape
-from django.views.decorators.http import require_POST
 from examples.django_project.project.tasks import ensure_started, flaky, flowrra, sleep_then_echo
 
 MAX_DEMO_TASKS = 200
@@ -47,9 +46,11 @@ def _requested_count(request: HttpRequest) -> int | None:
     return count if 1 <= count <= MAX_DEMO_TASKS else None
 
 
-@require_POST
 async def submit_demo(request: HttpRequest) -> HttpResponse:
     """Submit ``count`` tasks; a form post is redirected to the dashboard, JSON gets the ids."""
+    # Checked here rather than with @require_POST, which wraps async views only from Django 5.0.
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
     count = _requested_count(request)
     if count is None:
         return JsonResponse({"error": f"count must be an integer from 1 to {MAX_DEMO_TASKS}"}, status=400)
