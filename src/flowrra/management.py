@@ -161,33 +161,47 @@ class FlowrraManager:
         workers = await self.app.broker.list_workers()
         return sorted(workers, key=lambda w: str(w.get("id", "")))
 
-    async def get_throughput(self, window: float = 60.0) -> dict[str, Any]:
-        """Tasks that finished (success or failed) during the last ``window`` seconds."""
+    async def get_throughput(self, window: float = 60.0, bucket: float = 2.0) -> dict[str, Any]:
+        """Tasks that finished (success or failed) during the last ``window`` seconds.
+
+        ``buckets.counts`` splits them into ``bucket``-second slices, oldest first, so
+        a freshly opened dashboard draws the last minute instead of an empty chart.
+        """
         await self._ready()
-        since = utcnow() - timedelta(seconds=window)
+        now = utcnow()
+        since = now - timedelta(seconds=window)
+        slots = max(1, round(window / bucket))
+        counts = [0] * slots
         totals: dict[str, int] = {}
         capped = False
         for status in (TaskStatus.SUCCESS, TaskStatus.FAILED):
-            count, hit_cap = await self._count_finished_since(status, since)
-            totals[status.value] = count
+            finished_at, hit_cap = await self._finished_since(status, since)
+            totals[status.value] = len(finished_at)
             capped = capped or hit_cap
+            for moment in finished_at:
+                age = int((now - moment).total_seconds() // bucket)
+                counts[slots - 1 - min(max(age, 0), slots - 1)] += 1
         finished = sum(totals.values())
         return {"window_seconds": window, "finished": finished, "succeeded": totals["success"],
                 "failed": totals["failed"], "per_second": round(finished / window, 3),
-                "per_minute": round(finished * 60.0 / window, 1), "capped": capped}
+                "per_minute": round(finished * 60.0 / window, 1), "capped": capped,
+                "buckets": {"seconds": bucket, "counts": counts}}
 
-    async def _count_finished_since(self, status: TaskStatus, since: datetime) -> tuple[int, bool]:
-        count, offset, page = 0, 0, 200
+    async def _finished_since(self, status: TaskStatus,
+                              since: datetime) -> tuple[list[datetime], bool]:
+        """Finish times of ``status`` records since ``since``; True if the scan hit its cap."""
+        found: list[datetime] = []
+        offset, page = 0, 200
         while offset < _THROUGHPUT_SCAN_CAP:
             records = await self.app.backend.list_by_status(status, limit=page, offset=offset)
             for record in records:
                 if record.finished_at is None or record.finished_at < since:
-                    return count, False
-                count += 1
+                    return found, False
+                found.append(record.finished_at)
             if len(records) < page:
-                return count, False
+                return found, False
             offset += page
-        return count, True
+        return found, True
 
     # -- registered tasks -------------------------------------------------------------
     def list_registered_tasks(self) -> list[dict[str, Any]]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flowrra import Flowrra, TaskNotFoundError
+from flowrra import Flowrra, TaskNotFoundError, TaskResult, TaskStatus
 from tests.conftest import wait_until
 
 if importlib.util.find_spec("flowrra.management") is None:
@@ -110,3 +111,24 @@ async def test_schedules(make_app) -> None:
         await manager.create_schedule_cron("not.registered", "* * * * *")
     with pytest.raises(ValueError):
         await manager.create_schedule_interval("mgmt.tick", 0)
+
+
+async def test_throughput_buckets_place_each_finish_by_its_age(make_app) -> None:
+    """The dashboard draws its chart from these counts, oldest bucket first."""
+    app = await make_app(start=False)
+    await app.connect()
+    now = datetime.now(UTC)
+    ages = [0.5, 1.0, 3.0, 10.0, 59.0, 61.0, 600.0]  # the last two are outside the window
+    for index, age in reversed(list(enumerate(ages))):  # stored as they finished
+        status = TaskStatus.FAILED if index == 1 else TaskStatus.SUCCESS
+        finished = now - timedelta(seconds=age)
+        await app.backend.store(TaskResult(f"t{index}", status, "job", finished_at=finished,
+                                           submitted_at=finished))
+    throughput = await FlowrraManager(app).get_throughput()
+    assert (throughput["finished"], throughput["succeeded"], throughput["failed"]) == (5, 4, 1)
+    buckets = throughput["buckets"]
+    assert buckets["seconds"] == 2.0 and len(buckets["counts"]) == 30
+    expected = [0] * 30
+    for age in (0.5, 1.0, 3.0, 10.0, 59.0):
+        expected[29 - int(age // 2)] += 1
+    assert buckets["counts"] == expected

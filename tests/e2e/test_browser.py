@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -107,6 +108,21 @@ def test_row_turns_success_live_without_reload(new_page: Any, fastapi_stack: Sta
     assert page.evaluate("window.__notReloaded") is True
     assert page.text_content("#connection-mode") == "live"
     assert page.evaluate("Flowrra.pollMs") == 15_000  # the fallback's default interval
+
+
+def test_throughput_chart_shows_what_finished_before_the_page_opened(
+        new_page: Any, fastapi_stack: Stack) -> None:
+    task_id = submit(fastapi_stack)
+    with httpx.Client(base_url=fastapi_stack.ui_url, timeout=10) as client:
+        deadline = time.monotonic() + 20
+        while client.get(f"/api/executions/{task_id}").json().get("status") != "success":
+            assert time.monotonic() < deadline, "the task did not finish within 20 s"
+            time.sleep(0.05)
+    page = new_page()
+    page.goto(f"{fastapi_stack.ui_url}/")
+    # Drawn from the server's per-bucket counts, not from events this page saw.
+    page.wait_for_selector("#throughput-chart span[style*='height: 100%']")
+    assert page.locator("#throughput-chart span").count() == 30
 
 
 def test_cut_socket_falls_back_to_polling_and_recovers(new_page: Any, fastapi_stack: Stack) -> None:

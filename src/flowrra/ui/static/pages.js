@@ -99,19 +99,18 @@
   }
 
   // -- dashboard -------------------------------------------------------------------------------
-  var BUCKET_MS = 2000, BUCKETS = 30;
-  var finishedAt = [];
+  // The chart shows the server's per-bucket counts of the last minute (stats.throughput.buckets),
+  // fetched on load, after task events (throttled) and on every poll; between fetches the bars
+  // move left as time passes. One source of truth, the same in live and polling mode.
+  var BUCKET_MS = 2000;
+  var spark = {counts: [], receivedAt: 0};
 
   function drawSpark() {
     var chart = $("throughput-chart");
     if (!chart) return;
-    var now = Date.now(), counts = [], i;
-    for (i = 0; i < BUCKETS; i++) counts.push(0);
-    finishedAt = finishedAt.filter(function (t) { return now - t < BUCKET_MS * BUCKETS; });
-    finishedAt.forEach(function (t) {
-      var index = BUCKETS - 1 - Math.floor((now - t) / BUCKET_MS);
-      if (index >= 0) counts[index] += 1;
-    });
+    var shift = Math.floor((Date.now() - spark.receivedAt) / BUCKET_MS);
+    var counts = spark.counts.slice(Math.min(shift, spark.counts.length));
+    while (counts.length < spark.counts.length) counts.push(0);
     var max = Math.max.apply(null, counts.concat([1]));
     F.clear(chart);
     counts.forEach(function (c) {
@@ -128,6 +127,11 @@
     });
     $("count-dead_lettered").textContent = String(stats.dead_letters);
     $("throughput-value").textContent = String(stats.throughput.per_minute);
+    if (stats.throughput.buckets) {
+      BUCKET_MS = stats.throughput.buckets.seconds * 1000;
+      spark = {counts: stats.throughput.buckets.counts, receivedAt: Date.now()};
+      drawSpark();
+    }
     $("throughput-note").textContent = stats.throughput.succeeded + " succeeded, " +
       stats.throughput.failed + " failed in the last " + stats.throughput.window_seconds + " s.";
   }
@@ -196,7 +200,6 @@
     onTask: function (task) {
       upsert($("recent-tasks").tBodies[0], task, "recent", true, 15, "recent-empty");
       if (task.status === "failed") upsert($("recent-failures").tBodies[0], task, "failure", true, 8, "failures-empty");
-      if (task.status === "success" || task.status === "failed") { finishedAt.push(Date.now()); drawSpark(); }
       refreshStats();
     }
   };
