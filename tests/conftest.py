@@ -6,7 +6,8 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,13 @@ async def wait_until(predicate: Callable[[], bool | Awaitable[bool]], timeout: f
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {message}")
         await asyncio.sleep(interval)
+
+
+def waiting_callers(coalescers: Mapping[Any, Any]) -> int:
+    """How many dequeue calls wait in a broker's ClaimCoalescers (Redis ``_coalescers``,
+    SQLite ``_consumers``). A registered caller gets the next task claimed for it."""
+    return sum(1 for coalescer in coalescers.values()
+               for waiter in coalescer._waiters if not waiter.done())
 
 
 @pytest.fixture

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from flowrra.brokers.batching import Batcher, ClaimCoalescer
+from tests.conftest import wait_until
 
 
 class Recorder:
-    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
+    def __init__(self, delay: float = 0.0, fail: bool = False,
+                 gate: asyncio.Event | None = None) -> None:
         self.batches: list[list[int]] = []
         self.delay = delay
         self.fail = fail
+        self.gate = gate  # when given, every flush waits for it (the test decides when)
         self.active = 0
         self.most_active = 0
 
@@ -23,6 +27,8 @@ class Recorder:
         try:
             self.batches.append(list(items))
             await asyncio.sleep(self.delay)
+            if self.gate is not None:
+                await self.gate.wait()
             if self.fail:
                 raise RuntimeError("backend down")
             return [i * 10 for i in items]
@@ -39,11 +45,15 @@ async def test_concurrent_submissions_share_one_flush_and_get_their_own_result()
 
 
 async def test_items_arriving_during_a_flush_form_the_next_batch_in_order():
-    flush = Recorder(delay=0.02)
+    release = asyncio.Event()
+    flush = Recorder(gate=release)
     batcher = Batcher(flush, max_inflight=1)
     first = asyncio.gather(*(batcher.submit(i) for i in range(3)))
-    await asyncio.sleep(0.005)
+    await wait_until(lambda: flush.active == 1, message="the first flush to start")
     second = asyncio.gather(*(batcher.submit(i) for i in range(3, 6)))
+    await wait_until(lambda: batcher.pending == 3, message="the second batch to queue up")
+    assert flush.batches == [[0, 1, 2]]  # still on the wire: nothing else flushed meanwhile
+    release.set()
     await asyncio.gather(first, second)
     assert flush.batches == [[0, 1, 2], [3, 4, 5]] and flush.most_active == 1
 
@@ -98,6 +108,8 @@ class Queue:
         self.claims: list[int] = []
         self.released: list[int] = []
         self.changed = asyncio.Event()
+        self.blocked = False  # a claim is waiting for a put
+        self.on_claim: Callable[[], None] | None = None  # runs as a claim returns items
 
     def put(self, *items: int) -> None:
         self.items.extend(items)
@@ -106,12 +118,17 @@ class Queue:
     async def claim(self, n: int, wait: float) -> tuple[list[int], float | None]:
         if not self.items and wait > 0:
             self.changed.clear()
+            self.blocked = True
             try:
                 await asyncio.wait_for(self.changed.wait(), wait)
             except TimeoutError:
                 pass
+            finally:
+                self.blocked = False
         self.claims.append(n)
         taken, self.items = self.items[:n], self.items[n:]
+        if taken and self.on_claim is not None:
+            self.on_claim()
         return taken, None
 
     async def release(self, items: list[int]) -> None:
@@ -123,7 +140,8 @@ async def test_one_fetch_serves_all_waiting_callers_and_buffers_nothing():
     queue = Queue()
     coalescer = ClaimCoalescer(queue.claim, queue.release, max_wait=0.5)
     waiters = [asyncio.create_task(coalescer.get(5)) for _ in range(10)]
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: queue.blocked, message="the fetcher to block")
+    assert len(coalescer._waiters) == 10 and queue.claims == [10]  # nothing there at first
     queue.put(*range(25))
     got = await asyncio.gather(*waiters)
     assert sorted(got) == list(range(10))
@@ -139,18 +157,34 @@ async def test_timeout_returns_none():
     await coalescer.close()
 
 
-async def test_item_claimed_for_a_cancelled_caller_is_handed_on_or_released():
+async def test_item_claimed_for_a_caller_cancelled_after_the_handover_is_released():
     queue = Queue()
     coalescer = ClaimCoalescer(queue.claim, queue.release, max_wait=0.5)
     lost = asyncio.create_task(coalescer.get(5))
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: queue.blocked, message="the fetcher to block")
+    # Scheduled now, so it runs after the fetcher hands 1 to the caller but before the
+    # caller resumes: the caller is cancelled while holding the item.
+    queue.on_claim = lambda: asyncio.get_running_loop().call_soon(lost.cancel)
     queue.put(1)
-    await asyncio.sleep(0)  # the fetcher wakes and hands 1 to the waiter ...
-    await asyncio.sleep(0)
-    lost.cancel()  # ... which is cancelled before it could return it
     outcome = (await asyncio.gather(lost, return_exceptions=True))[0]
-    if outcome == 1:
-        return  # it was delivered before the cancellation: nothing to hand back
+    assert isinstance(outcome, asyncio.CancelledError)
+    await wait_until(lambda: queue.released == [1], message="the item to go back")
+    queue.on_claim = None
+    assert await coalescer.get(2) == 1
+    await coalescer.close()
+
+
+async def test_item_claimed_for_a_caller_cancelled_before_the_handover_is_released():
+    queue = Queue()
+    coalescer = ClaimCoalescer(queue.claim, queue.release, max_wait=0.5)
+    lost = asyncio.create_task(coalescer.get(5))
+    await wait_until(lambda: queue.blocked, message="the fetcher to block")
+    queue.on_claim = lost.cancel  # cancelled while the claim is on its way back
+    queue.put(1)
+    outcome = (await asyncio.gather(lost, return_exceptions=True))[0]
+    assert isinstance(outcome, asyncio.CancelledError)
+    await wait_until(lambda: queue.released == [1], message="the item to go back")
+    queue.on_claim = None
     assert await coalescer.get(2) == 1
     await coalescer.close()
 
@@ -169,8 +203,8 @@ async def test_separate_wait_form_is_supported():
 
     coalescer = ClaimCoalescer(claim, wait, queue.release, max_wait=0.05)
     waiter = asyncio.create_task(coalescer.get(2))
-    await asyncio.sleep(0.02)
+    await wait_until(lambda: woken, message="the first claim")  # found nothing: waits next
     queue.put(9)
     assert await waiter == 9
-    assert woken[0] is None and "token" in woken
+    assert woken[0] is None and woken[-1] == "token"  # 9 came by the wait-then-claim path
     await coalescer.close()

@@ -15,6 +15,10 @@ Each implementation registers factories in its own module (``impl_<name>.py``):
 ``INJECTORS`` (optional)
     ``{name: async fn(broker, task_id, raw_text, queue)}`` that puts an
     undecodable message into the broker's ready queue, bypassing ``enqueue``.
+``WAITING``
+    ``{name: fn(broker) -> bool}``: true once a ``dequeue`` call on ``broker`` is
+    waiting for work, so a test can enqueue *after* a dequeue started without
+    guessing how long that takes. Every broker implementation registers one.
 ``MARKS`` (optional)
     ``{name: [pytest marks]}`` applied to every test using that implementation.
 """
@@ -57,6 +61,8 @@ BROKERS: dict[str, Factory] = {"memory": memory_broker}
 BACKENDS: dict[str, Factory] = {"memory": memory_backend}
 TRANSPORTS: dict[str, Factory] = {"memory": local_transports}
 INJECTORS: dict[str, Callable[..., Any]] = {}
+#: the in-memory dequeue creates its wake-up future when it finds nothing to take
+WAITING: dict[str, Callable[[Any], bool]] = {"memory": lambda broker: broker._wakeup is not None}
 MARKS: dict[str, list[Any]] = {}
 
 # Durable implementations add themselves in their own modules (one line each here).
@@ -67,6 +73,7 @@ for _module in ("tests.contracts.impl_redis", "tests.contracts.impl_sqlite"):
         BACKENDS.update(getattr(_impl, "BACKENDS", {}))
         TRANSPORTS.update(getattr(_impl, "TRANSPORTS", {}))
         INJECTORS.update(getattr(_impl, "INJECTORS", {}))
+        WAITING.update(getattr(_impl, "WAITING", {}))
         MARKS.update(getattr(_impl, "MARKS", {}))
 
 
@@ -93,6 +100,12 @@ def inject_raw(impl_name):
     if injector is None:
         pytest.skip(f"{impl_name} stores Task objects, not encoded messages")
     return injector
+
+
+@pytest.fixture
+def dequeue_waiting(impl_name) -> Callable[[Any], bool]:
+    """``dequeue_waiting(broker)``: True once a dequeue on ``broker`` waits for work."""
+    return WAITING[impl_name]
 
 
 @pytest.fixture(params=_params(BACKENDS))

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from flowrra.backends.redis import RedisBackend
 from flowrra.brokers.redis import RedisBroker
 from flowrra.transports.redis import RedisTransport
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, waiting_callers
 
 _users: dict[str, int] = {}
 
@@ -101,4 +101,5 @@ BROKERS = {"redis": redis_broker}
 BACKENDS = {"redis": redis_backend}
 TRANSPORTS = {"redis": redis_transports}
 INJECTORS = {"redis": inject_raw}
+WAITING = {"redis": lambda broker: waiting_callers(broker._coalescers) > 0}
 MARKS = {"redis": [pytest.mark.redis]}

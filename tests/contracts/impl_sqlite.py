@@ -12,6 +12,7 @@ from pathlib import Path
 from flowrra.backends.sqlite import SQLiteBackend
 from flowrra.brokers.sqlite import SQLiteBroker
 from flowrra.transports.sqlite import SQLiteTransport
+from tests.conftest import waiting_callers
 
 
 def sqlite_url(path: Path) -> str:
@@ -76,3 +77,4 @@ BROKERS = {"sqlite": sqlite_broker}
 BACKENDS = {"sqlite": sqlite_backend}
 TRANSPORTS = {"sqlite": sqlite_transports}
 INJECTORS = {"sqlite": inject_raw}
+WAITING = {"sqlite": lambda broker: waiting_callers(broker._consumers) > 0}

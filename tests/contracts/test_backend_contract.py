@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -142,6 +143,12 @@ async def test_search_by_id_prefix_and_name(make_backend):
 
 
 # -- waiting ---------------------------------------------------------------------------
+def waiting(backend: ResultBackend, task_id: str, count: int = 1) -> Callable[[], bool]:
+    """True once ``count`` wait_for calls registered: a completion stored from then on must
+    reach them (the read after registering, or the notification, sees it)."""
+    return lambda: len(backend._waiters.get(task_id, ())) >= count
+
+
 async def test_wait_for_completion_stored_before(make_backend):
     async with make_backend() as backend:
         rec = record(TaskStatus.SUCCESS, result=1)
@@ -154,7 +161,8 @@ async def test_wait_for_completion_stored_during(make_backend):
         rec = record()
         await backend.store(rec)
         waiter = asyncio.create_task(backend.wait_for(rec.task_id, timeout=10))
-        await asyncio.sleep(0.05)
+        await wait_until(waiting(backend, rec.task_id), message="wait_for to register")
+        assert not waiter.done()
         done = rec.copy()
         done.status, done.result = TaskStatus.SUCCESS, "ok"
         await backend.store(done)
@@ -169,7 +177,8 @@ async def test_wait_for_sees_completion_stored_by_another_instance(make_backend)
             rec = record()
             await worker_side.store(rec)
             waiter = asyncio.create_task(waiting_side.wait_for(rec.task_id, timeout=10))
-            await asyncio.sleep(0.05)
+            await wait_until(waiting(waiting_side, rec.task_id), message="wait_for to register")
+            assert not waiter.done()
             done = rec.copy()
             done.status = TaskStatus.FAILED
             await worker_side.store(done)
@@ -220,7 +229,8 @@ async def test_concurrent_waiters_all_wake(make_backend):
         rec = record()
         await backend.store(rec)
         waiters = [asyncio.create_task(backend.wait_for(rec.task_id, timeout=10)) for _ in range(5)]
-        await asyncio.sleep(0.05)
+        await wait_until(waiting(backend, rec.task_id, 5), message="five waiters to register")
+        assert not any(w.done() for w in waiters)
         done = rec.copy()
         done.status = TaskStatus.CANCELLED
         await backend.store(done)

@@ -354,10 +354,11 @@ async def test_dequeue_timeout_returns_none_after_about_timeout(make_broker):
         assert 0.25 <= elapsed < 3.0
 
 
-async def test_waiting_dequeue_gets_task_enqueued_later(make_broker):
+async def test_waiting_dequeue_gets_task_enqueued_later(make_broker, dequeue_waiting):
     async with make_broker() as broker:
         waiter = asyncio.create_task(broker.dequeue(["default"], W, timeout=10))
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: dequeue_waiting(broker), message="the dequeue to wait")
+        assert not waiter.done()
         task = make_task()
         await broker.enqueue(task)
         got = await asyncio.wait_for(waiter, 10)
@@ -370,6 +371,7 @@ async def test_cancelled_dequeue_loses_nothing(make_broker):
         tasks = [make_task(args=(i,)) for i in range(15)]
         for task in tasks:
             waiter = asyncio.create_task(broker.dequeue(["default"], W, timeout=5))
+            # Random pauses on purpose: the cancellation lands at a different point each time.
             await asyncio.sleep(random.choice([0, 0, 0.001, 0.02]))
             await broker.enqueue(task)
             await asyncio.sleep(random.choice([0, 0.0005, 0.002]))
@@ -385,7 +387,7 @@ async def test_cancelled_dequeue_loses_nothing(make_broker):
         assert await broker.dequeue(["default"], W, timeout=0.1) is None
 
 
-async def test_many_concurrent_dequeuers_each_task_once(make_broker):
+async def test_many_concurrent_dequeuers_each_task_once(make_broker, dequeue_waiting):
     async with make_broker() as broker:
         tasks = [make_task(args=(i,)) for i in range(200)]
         got: list[str] = []
@@ -396,7 +398,7 @@ async def test_many_concurrent_dequeuers_each_task_once(make_broker):
                 await broker.ack(task)
 
         runners = [asyncio.create_task(runner()) for _ in range(50)]
-        await asyncio.sleep(0.02)
+        await wait_until(lambda: dequeue_waiting(broker), message="the runners to wait")
         for i in range(0, len(tasks), 20):
             await broker.enqueue_many(tasks[i:i + 20])
         await asyncio.wait_for(asyncio.gather(*runners), 30)

@@ -23,7 +23,7 @@ from flowrra.exceptions import BackendError
 from flowrra.redis_client import RedisSettings, split_url
 from flowrra.task import Task, TaskResult, TaskStatus, utcnow
 from flowrra.transports.redis import RedisTransport
-from tests.conftest import REDIS_URL, unique, wait_until
+from tests.conftest import REDIS_URL, unique, wait_until, waiting_callers
 from tests.contracts.impl_redis import delete_prefix
 
 pytestmark = pytest.mark.redis
@@ -161,7 +161,8 @@ async def test_many_waiting_dequeues_share_one_blocking_connection(prefix):
     try:
         waiters = [asyncio.create_task(broker.dequeue(["default"], "w", timeout=10))
                    for _ in range(100)]
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: waiting_callers(broker._coalescers) == 100,
+                         message="100 dequeues to wait")
         assert not any(w.done() for w in waiters)  # 100 waiting callers on a 5-connection pool
         tasks = [make_task(args=(i,)) for i in range(100)]
         await broker.enqueue_many(tasks)
@@ -277,7 +278,13 @@ async def test_broker_and_backend_carry_on_after_a_server_restart(own_redis):
         await backend.store(pending)
         waiter = asyncio.create_task(backend.wait_for(before.id, timeout=60))
         waiting_dequeue = asyncio.create_task(broker.dequeue(["nothing-yet"], "w", timeout=30))
-        await asyncio.sleep(0.1)
+
+        def both_waiting() -> bool:
+            subscription = backend._subscription
+            return (before.id in backend._waiters and subscription is not None
+                    and subscription.confirmed and waiting_callers(broker._coalescers) == 1)
+
+        await wait_until(both_waiting, message="the result wait and the dequeue to be waiting")
 
         own_redis.stop()
         restarted = asyncio.get_running_loop().run_in_executor(None, _restart_later, own_redis)
@@ -367,7 +374,7 @@ def test_components_survive_a_new_event_loop_per_call(prefix):
         record = TaskResult(task.id, TaskStatus.RUNNING, "job")
         await backend.store(record)
         waiter = asyncio.create_task(backend.wait_for(task.id, timeout=10))
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: task.id in backend._waiters, message="wait_for to register")
         done = record.copy()
         done.status = TaskStatus.SUCCESS
         await backend.store(done)

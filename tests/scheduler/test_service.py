@@ -128,7 +128,7 @@ async def test_crash_between_submit_and_mark_neither_loses_nor_doubles():
         await app.stop()
 
 
-async def test_changes_by_another_process_are_picked_up_promptly(tmp_path):
+async def test_changes_by_another_process_are_picked_up_promptly(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 's.db'}"
     fired = asyncio.Event()
 
@@ -138,10 +138,19 @@ async def test_changes_by_another_process_are_picked_up_promptly(tmp_path):
             return await super().apply_async(*args, **kwargs)
 
     runner = Scheduler(App(), url, check_interval=3600)  # would otherwise sleep an hour
+    idle = asyncio.Event()  # set once the runner planned its sleep: later changes must wake it
+    read_wake_time = runner.backend.next_wake_time
+
+    async def next_wake_time():
+        wake_at = await read_wake_time()
+        idle.set()
+        return wake_at
+
+    monkeypatch.setattr(runner.backend, "next_wake_time", next_wake_time)
     await runner.start()
     other = Scheduler(None, url)  # e.g. the web UI in another process
     try:
-        await asyncio.sleep(0.3)
+        await wait_until(idle.is_set, message="the runner to go idle")
         started = time.monotonic()
         await other.schedule_once("jobs.x", datetime.now(UTC) + timedelta(seconds=0.2))
         await asyncio.wait_for(fired.wait(), 5)

@@ -60,11 +60,10 @@ async def claim_and_die(url: str, visibility: float) -> None:
     os._exit(0)
 
 
-async def finish(url: str, task_id: str, delay: float) -> None:
-    """Store a final record for ``task_id`` after ``delay`` seconds."""
+async def finish(url: str, task_id: str) -> None:
+    """Store a final record for ``task_id`` (the parent already waits for it)."""
     backend = SQLiteBackend(url)
     await backend.connect()
-    await asyncio.sleep(delay)
     await backend.store(TaskResult(task_id, TaskStatus.SUCCESS, "job", result=42,
                                    submitted_at=utcnow(), finished_at=utcnow()))
     await backend.close()
@@ -89,7 +88,7 @@ def main() -> None:
     elif command == "claim-and-die":
         asyncio.run(claim_and_die(url, float(rest[0])))
     elif command == "finish":
-        asyncio.run(finish(url, rest[0], float(rest[1])))
+        asyncio.run(finish(url, rest[0]))
     elif command == "publish":
         asyncio.run(publish(url, int(rest[0])))
     else:

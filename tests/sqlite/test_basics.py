@@ -19,6 +19,7 @@ from flowrra.exceptions import BackendError
 from flowrra.sqlite_db import SCHEMA_VERSION, SQLiteDatabase
 from flowrra.task import Task, utcnow
 from flowrra.transports.sqlite import SQLiteTransport
+from tests.conftest import wait_until, waiting_callers
 
 
 def task(task_id: str, **fields) -> Task:
@@ -197,7 +198,7 @@ async def test_close_releases_the_file_and_its_thread(db_url, tmp_path):
     await transport.publish({"n": 1})
     await transport.listen(lambda event: None)
     waiting = asyncio.create_task(broker.dequeue(["default"], "w", timeout=30))
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: waiting_callers(broker._consumers) == 1, message="the dequeue to wait")
     path = str((tmp_path / "flowrra.db").resolve())
     assert path in SQLiteDatabase._registry
     start = time.monotonic()

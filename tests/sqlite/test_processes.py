@@ -66,7 +66,8 @@ async def test_wait_for_wakes_on_a_result_stored_by_another_process(db_url, spaw
     await backend.connect()
     try:
         waiter = asyncio.create_task(backend.wait_for("remote-1", timeout=30))
-        child = await spawn("finish", db_url, "remote-1", "0.2")
+        await wait_until(lambda: "remote-1" in backend._waiters, message="wait_for to register")
+        child = await spawn("finish", db_url, "remote-1")
         record = await asyncio.wait_for(waiter, 30)
         assert record.result == 42 and record.is_success
         assert (await child.finish())[0] == {"stored": "remote-1"}
