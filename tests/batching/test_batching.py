@@ -157,29 +157,18 @@ async def test_timeout_returns_none():
     await coalescer.close()
 
 
-async def test_item_claimed_for_a_caller_cancelled_after_the_handover_is_released():
+@pytest.mark.parametrize("when", ["before the handover", "after the handover"])
+async def test_item_claimed_for_a_cancelled_caller_is_released(when: str):
     queue = Queue()
     coalescer = ClaimCoalescer(queue.claim, queue.release, max_wait=0.5)
     lost = asyncio.create_task(coalescer.get(5))
     await wait_until(lambda: queue.blocked, message="the fetcher to block")
-    # Scheduled now, so it runs after the fetcher hands 1 to the caller but before the
-    # caller resumes: the caller is cancelled while holding the item.
-    queue.on_claim = lambda: asyncio.get_running_loop().call_soon(lost.cancel)
-    queue.put(1)
-    outcome = (await asyncio.gather(lost, return_exceptions=True))[0]
-    assert isinstance(outcome, asyncio.CancelledError)
-    await wait_until(lambda: queue.released == [1], message="the item to go back")
-    queue.on_claim = None
-    assert await coalescer.get(2) == 1
-    await coalescer.close()
-
-
-async def test_item_claimed_for_a_caller_cancelled_before_the_handover_is_released():
-    queue = Queue()
-    coalescer = ClaimCoalescer(queue.claim, queue.release, max_wait=0.5)
-    lost = asyncio.create_task(coalescer.get(5))
-    await wait_until(lambda: queue.blocked, message="the fetcher to block")
-    queue.on_claim = lost.cancel  # cancelled while the claim is on its way back
+    if when == "before the handover":
+        queue.on_claim = lost.cancel  # cancelled while the claim is on its way back
+    else:
+        # Scheduled now, so it runs after the fetcher hands 1 to the caller but before
+        # the caller resumes: the caller is cancelled while holding the item.
+        queue.on_claim = lambda: asyncio.get_running_loop().call_soon(lost.cancel)
     queue.put(1)
     outcome = (await asyncio.gather(lost, return_exceptions=True))[0]
     assert isinstance(outcome, asyncio.CancelledError)
