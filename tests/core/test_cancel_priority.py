@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from flowrra import Flowrra, TaskStatus
 from tests.conftest import wait_until
@@ -138,7 +139,11 @@ async def test_cancelled_task_can_be_retried(make_app, gate) -> None:
     assert result.submitted_at == submitted_at
 
 
-async def test_priorities_lower_first_fifo_among_equals(make_app, gate) -> None:
+async def _one_runner_held(make_app, gate) -> tuple[Flowrra, Any, list[str]]:
+    """An app whose only runner is busy until ``gate`` opens, and a task that logs its label.
+
+    Everything submitted meanwhile waits in the queue, so the run order shows priority order.
+    """
     app = await make_app(io_workers=1)
     order: list[str] = []
 
@@ -152,6 +157,11 @@ async def test_priorities_lower_first_fifo_among_equals(make_app, gate) -> None:
 
     await app.submit(blocker)
     await wait_until(lambda: gate.active == 1, message="blocker running")
+    return app, record, order
+
+
+async def test_priorities_lower_first_fifo_among_equals(make_app, gate) -> None:
+    app, record, order = await _one_runner_held(make_app, gate)
     plan = [("p5-a", 5), ("p1-a", 1), ("p3", 3), ("p1-b", 1), ("p0", 0), ("p5-b", 5),
             ("neg", -2), ("p1-c", 1)]
     ids = [await app.submit(record, label, priority=priority) for label, priority in plan]
@@ -163,19 +173,7 @@ async def test_priorities_lower_first_fifo_among_equals(make_app, gate) -> None:
 
 
 async def test_priority_through_apply_async_and_submit_many(make_app, gate) -> None:
-    app = await make_app(io_workers=1)
-    order: list[str] = []
-
-    @app.task(name="blocker")
-    async def blocker() -> None:
-        await gate.hold()
-
-    @app.task(name="record")
-    async def record(label: str) -> None:
-        order.append(label)
-
-    await app.submit(blocker)
-    await wait_until(lambda: gate.active == 1, message="blocker running")
+    app, record, order = await _one_runner_held(make_app, gate)
     low = await app.submit_many([(record, ("many-9",), {})], priority=9)
     high = await app.apply_async(record, ("async-0",), priority=0)
     mid = await app.apply_async("record", kwargs={"label": "async-4"}, priority=4)
