@@ -72,6 +72,25 @@ def _check_function(func: Callable[..., Any], cpu_bound: bool) -> None:
             )
 
 
+def _label(func: Callable[..., Any]) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+
+
+def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """True for one function, or the same definition imported twice under two module paths.
+
+    A script run as ``__main__`` that is also imported as ``tasks`` defines each task
+    twice; both copies come from the same line of the same file and may share a name.
+    """
+    if a is b:
+        return True
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return (code_a is not None and code_b is not None
+            and a.__qualname__ == b.__qualname__
+            and code_a.co_filename == code_b.co_filename
+            and code_a.co_firstlineno == code_b.co_firstlineno)
+
+
 class TaskRegistry:
     """Maps task names to definitions; one registry per :class:`~flowrra.Flowrra` app."""
 
@@ -96,11 +115,13 @@ class TaskRegistry:
 
         def decorator(func: F) -> F:
             _check_function(func, cpu_bound)
-            task_name = name or f"{func.__module__}.{func.__qualname__}"
-            if task_name in self._tasks and self._tasks[task_name].func is not func:
+            task_name = name or func.__name__
+            existing = self._tasks.get(task_name)
+            if existing is not None and not _same_function(existing.func, func):
                 raise RegistrationError(
-                    f"Task name {task_name!r} is already registered to another function; "
-                    "pass a unique name=... to @task."
+                    f"Task name {task_name!r} is already registered to {_label(existing.func)}; "
+                    f"cannot register {_label(func)} under the same name. Pass a unique "
+                    f"name=... to @task (e.g. @app.task(name={_label(func)!r}))."
                 )
             definition = TaskDefinition(
                 name=task_name, func=func, cpu_bound=cpu_bound, max_retries=max_retries,
@@ -131,7 +152,7 @@ class TaskRegistry:
             name = task_or_name
         else:
             name = getattr(task_or_name, TASK_ATTR, None) or getattr(
-                task_or_name, "__qualname__", repr(task_or_name))
+                task_or_name, "__name__", repr(task_or_name))
         if name not in self._tasks:
             raise TaskNotFoundError(name)
         return name

@@ -22,7 +22,7 @@ async def test_cpu_task_runs_in_another_process(make_app) -> None:
     app = await make_app(cpu_workers=1)
     _register(app)
     square = await app.submit(tasks_cpu.square, 12)
-    pid = await app.submit("tests.core.tasks_cpu.pid")
+    pid = await app.submit("pid")
     assert (await app.wait_for_result(square, timeout=30)).result == 144
     child = (await app.wait_for_result(pid, timeout=30)).result
     assert isinstance(child, int) and child != os.getpid()

@@ -48,7 +48,7 @@ def test_cpu_task_defined_in_a_function_is_refused() -> None:
 def test_cpu_task_at_module_level_is_accepted() -> None:
     app = Flowrra()
     func = app.task(cpu_bound=True)(tasks_cpu.square)
-    assert app.registry.get_or_raise("tests.core.tasks_cpu.square").cpu_bound
+    assert app.registry.get_or_raise("square").cpu_bound
     assert func(7) == 49  # still callable directly
 
 
@@ -87,14 +87,51 @@ def test_registering_the_same_function_twice_is_harmless() -> None:
     assert len(registry) == 1
 
 
-def test_default_name_is_module_and_qualname() -> None:
+def test_default_name_is_the_function_name() -> None:
+    """As in flowrra 0.1.8: every process agrees on the name whatever path imported it."""
     registry = TaskRegistry()
 
     async def named() -> None: ...
 
     registry.task()(named)
-    assert registry.list_tasks() == [f"{__name__}.test_default_name_is_module_and_qualname."
-                                     "<locals>.named"]
+    assert registry.list_tasks() == ["named"]
+
+
+def test_two_functions_with_one_default_name_are_refused() -> None:
+    registry = TaskRegistry()
+
+    def make() -> object:
+        async def report() -> None: ...
+        return report
+
+    async def report() -> None: ...
+
+    registry.task()(report)
+    with pytest.raises(RegistrationError) as info:
+        registry.task()(make())
+    message = str(info.value)
+    assert "test_two_functions_with_one_default_name_are_refused.<locals>.report" in message
+    assert "make.<locals>.report" in message and "name=" in message
+    assert registry.get_or_raise("report").func is report
+
+
+def test_same_definition_imported_under_two_paths_is_one_task() -> None:
+    """``python tasks.py`` that also imports ``tasks`` defines each task twice."""
+    import importlib.util
+
+    registry = TaskRegistry()
+    spec = importlib.util.find_spec("tests.core.tasks_cpu")
+    assert spec is not None and spec.origin is not None
+    copies = []
+    for module_name in ("copy_a", "copy_b"):
+        module_spec = importlib.util.spec_from_file_location(module_name, spec.origin)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        copies.append(module.square)
+    registry.task(cpu_bound=True)(copies[0])
+    registry.task(cpu_bound=True)(copies[1])
+    assert registry.list_tasks() == ["square"]
 
 
 @pytest.mark.parametrize(("options", "word"), [
