@@ -7,6 +7,10 @@ Also reports resident memory over 200,000 tasks to show it stays flat once the
 in-memory result store reaches its size cap (100,000 records by default).
 
     python benchmarks/inprocess.py [--tasks 10000] [--rounds 5] [--memory-tasks 200000]
+                                   [--subscriber]
+
+``--subscriber`` keeps one no-op event subscriber on the bus (an open dashboard),
+so every state change also goes through event delivery.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import resource
 import time
 
 from flowrra import Flowrra
+from flowrra.events import event_bus
 
 TARGET_RATIO = 1.5
 
@@ -31,6 +36,10 @@ async def noop() -> None:
 
 
 async def plain_noop() -> None:
+    return None
+
+
+async def ignore_event(event: dict) -> None:
     return None
 
 
@@ -76,7 +85,11 @@ async def main() -> None:
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--memory-tasks", type=int, default=200_000)
+    parser.add_argument("--subscriber", action="store_true",
+                        help="keep a no-op event subscriber on the bus (as an open dashboard does)")
     args = parser.parse_args()
+    if args.subscriber:
+        event_bus.subscribe(ignore_event)
 
     async with app:
         await ours(1000)  # warm-up

@@ -120,6 +120,66 @@ async def test_slow_subscriber_blocks_nobody_and_drops_oldest() -> None:
     assert bus.max_pending == 3
 
 
+async def test_emit_returns_after_every_subscriber_has_the_event() -> None:
+    """0.1.8 code emits and then checks what its subscriber received, with no wait."""
+    bus = EventBus()
+    first, second = Collector(), Collector()
+    bus.subscribe(first)
+    bus.subscribe(second)
+    for n in range(5):
+        await bus.emit({"n": n})
+        assert [e["n"] for e in first.events] == list(range(n + 1))
+        assert [e["n"] for e in second.events] == list(range(n + 1))
+
+
+async def test_emit_waits_for_a_stuck_subscriber_once_per_stall() -> None:
+    bus = EventBus(emit_timeout=0.2)
+    release = asyncio.Event()
+    fast = Collector()
+
+    async def stuck(event: dict) -> None:
+        await release.wait()
+
+    bus.subscribe(stuck)
+    bus.subscribe(fast)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(bus.emit({"n": 0}), timeout=5)
+    assert loop.time() - started >= 0.2  # it did wait for the stuck one, up to the bound
+    assert [e["n"] for e in fast.events] == [0]
+    for n in range(1, 50):  # lagging now: not waited for again
+        await bus.emit({"n": n})
+        assert fast.events[-1]["n"] == n
+    assert loop.time() - started < 5
+    release.set()
+    await wait_until(lambda: not bus._pumps[stuck].queue and not bus._pumps[stuck].lagging,
+                     message="stuck subscriber catches up")
+    await bus.emit({"n": 99})  # caught up: waited for again, and it has the event
+    assert bus._pumps[stuck].done == bus._pumps[stuck].queued
+
+
+async def test_subscriber_that_emits_does_not_wait_on_itself() -> None:
+    bus = EventBus(emit_timeout=30)
+    seen: list[int] = []
+
+    async def echo(event: dict) -> None:
+        seen.append(event["n"])
+        if event["n"] == 0:
+            await bus.emit({"n": 1})
+
+    bus.subscribe(echo)
+    await asyncio.wait_for(bus.emit({"n": 0}), timeout=5)
+    await wait_until(lambda: seen == [0, 1], message="nested event")
+
+
+async def test_plain_function_subscriber_is_called() -> None:
+    bus = EventBus()
+    seen: list[dict] = []
+    bus.subscribe(seen.append)
+    await bus.emit({"n": 1})
+    assert seen == [{"n": 1}]
+
+
 async def test_emit_with_no_subscribers_is_a_no_op() -> None:
     await EventBus().emit({"type": "nothing"})
 
