@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -87,7 +88,7 @@ def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
     code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
     return (code_a is not None and code_b is not None
             and a.__qualname__ == b.__qualname__
-            and code_a.co_filename == code_b.co_filename
+            and os.path.realpath(code_a.co_filename) == os.path.realpath(code_b.co_filename)
             and code_a.co_firstlineno == code_b.co_firstlineno)
 
 
