@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowrra.events import EventBus
@@ -30,6 +30,7 @@ from flowrra.ui.http import (
     json_response,
     run_auth,
 )
+from flowrra.ui.origin import OriginPolicy
 from flowrra.ui.pages import render_page, serve_static
 from flowrra.ui.stream import DEFAULT_MAX_PENDING, EventStream
 
@@ -66,7 +67,8 @@ class UIService:
 
     def __init__(self, app: Flowrra, *, read_only: bool = False, title: str = "Flowrra",
                  bus: EventBus | None = None, max_pending: int = DEFAULT_MAX_PENDING,
-                 subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT) -> None:
+                 subscribe_timeout: float = DEFAULT_SUBSCRIBE_TIMEOUT,
+                 allowed_origins: Iterable[str] | None = None) -> None:
         if subscribe_timeout <= 0:
             raise ValueError(f"subscribe_timeout must be greater than zero, got {subscribe_timeout}")
         self.app = app
@@ -76,6 +78,7 @@ class UIService:
         self.bus = bus
         self.max_pending = max_pending
         self.manager = FlowrraManager(app)
+        self.origins = OriginPolicy(allowed_origins)
         self._api = ApiRouter(self.manager)
 
     # -- HTTP -----------------------------------------------------------------------
@@ -119,13 +122,19 @@ class UIService:
     def _check_mutation(self, request: UIRequest) -> None:
         if self.read_only:
             raise ApiError(403, "This dashboard is read-only: actions are disabled", "read_only")
-        if (request.header("sec-fetch-site") or "").lower() == "cross-site":
-            raise ApiError(403, "Cross-site requests may not change anything", "cross_site")
+        reason = self.origins.refusal(request.headers, socket=False)
+        if reason is not None:
+            raise ApiError(403, reason, "cross_origin")
         if request.body.strip():
             ctype = (request.header("content-type") or "").split(";")[0].strip().lower()
             if ctype != "application/json":
                 raise ApiError(415, "Send the request body as JSON with "
                                "'Content-Type: application/json'", "unsupported_media_type")
+
+    def check_socket_origin(self, headers: Mapping[str, str]) -> AuthError | None:
+        """The refusal of a WebSocket handshake from a foreign page, or None (CSWSH)."""
+        reason = self.origins.refusal(headers, socket=True)
+        return None if reason is None else AuthError(403, reason)
 
     async def authorize(self, hook: AuthHook | None, native_request: Any,
                         path: str = "") -> UIResponse | None:
