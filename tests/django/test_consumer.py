@@ -314,3 +314,16 @@ async def test_unreachable_relay_refuses_instead_of_hanging(staff_user: Any,
         assert bus.subscriber_count == 0 and not relay.listening
     finally:
         await transport.close()
+
+
+async def test_foreign_origin_is_refused_even_for_staff(staff_user: Any) -> None:
+    """Cross-site WebSocket hijacking: a staff session cookie must not open the socket."""
+    comm = communicator(staff_user)
+    comm.scope["headers"] = [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://evil.example")]
+    ok, code = await comm.connect(timeout=TIMEOUT)
+    assert not ok and code == 4403
+    own = communicator(staff_user)
+    own.scope["headers"] = [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000")]
+    ok, _ = await own.connect(timeout=TIMEOUT)
+    assert ok
+    await own.disconnect()

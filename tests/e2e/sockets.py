@@ -20,7 +20,12 @@ FINAL = frozenset({"success", "failed", "cancelled"})
 
 @contextlib.asynccontextmanager
 async def live_socket(url: str, timeout: float = 15.0, **options: Any) -> AsyncIterator[ClientConnection]:
-    """A connected client that has received the server's ``hello`` (so its subscription is live)."""
+    """A connected client that has received the server's ``hello`` (so its subscription is live).
+
+    It sends the ``Origin`` a browser on the dashboard's own page would send
+    (Channels' AllowedHostsOriginValidator refuses handshakes without one).
+    """
+    options.setdefault("origin", "http://" + url.split("://", 1)[1].split("/", 1)[0])
     async with connect(url, open_timeout=timeout, max_size=None, **options) as ws:
         try:
             async with asyncio.timeout(timeout):
@@ -62,6 +67,7 @@ class NeverReadingSocket:
         self.sock.connect(("127.0.0.1", port))
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                           f"Origin: http://127.0.0.1:{port}\r\n"
                            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
         received = b""

@@ -35,6 +35,18 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         yield started
 
 
+@pytest.mark.parametrize("origin", ["http://evil.example", "http://127.0.0.1:1"])
+async def test_a_foreign_page_cannot_open_the_socket(stack: Stack, origin: str) -> None:
+    """Cross-site WebSocket hijacking: a page on another origin (or port) is refused."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(stack.ws_url, origin=origin, open_timeout=15):
+            pass
+    assert refused.value.response.status_code == 403, stack.logs()
+
+
 async def test_frames_arrive_in_order_on_every_socket(stack: Stack) -> None:
     example = stack.example
     async with producer_for(stack) as producer, live_socket(stack.ws_url) as first, \

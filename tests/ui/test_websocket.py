@@ -223,3 +223,56 @@ async def test_quart_socket_refused_with_503_when_the_relay_cannot_listen() -> N
     finally:
         await app.stop()
         forget(app)
+
+
+# -- Origin (cross-site WebSocket hijacking) ---------------------------------------------------
+FOREIGN = {"origin": "http://evil.example"}
+SIBLING = {"origin": "http://testserver:8202"}  # another port of the same host
+
+
+def test_fastapi_socket_refuses_foreign_origins() -> None:
+    from starlette.testclient import TestClient, WebSocketDenialResponse
+
+    app = build_app()
+    with TestClient(fastapi_app(app)) as client:
+        for headers in (FOREIGN, SIBLING):
+            with pytest.raises(WebSocketDenialResponse) as refused, \
+                    client.websocket_connect(f"{PREFIX}/ws", headers=headers):
+                pass
+            assert refused.value.status_code == 403
+            assert "allowed_origins" in refused.value.json()["error"]
+        with client.websocket_connect(f"{PREFIX}/ws", headers={"origin": "http://testserver"}) as ws:
+            assert json.loads(ws.receive_text())["type"] == "hello"
+
+
+def test_fastapi_socket_accepts_an_allowed_origin() -> None:
+    from fastapi import FastAPI
+    from starlette.testclient import TestClient
+
+    from flowrra.ui.fastapi import create_router
+
+    app = build_app()
+    web = FastAPI()
+    web.include_router(create_router(app, allowed_origins=["http://evil.example"]), prefix=PREFIX)
+    try:
+        with TestClient(web) as client, \
+                client.websocket_connect(f"{PREFIX}/ws", headers=FOREIGN) as ws:
+            assert json.loads(ws.receive_text())["type"] == "hello"
+    finally:
+        forget(app)
+
+
+async def test_quart_socket_refuses_foreign_origins() -> None:
+    from quart.testing.connections import WebsocketResponseError
+
+    app = build_app()
+    await app.start(consume=False)
+    try:
+        client = quart_app(app, UIOptions()).test_client()
+        with pytest.raises(WebsocketResponseError) as refused:
+            async with client.websocket(f"{PREFIX}/ws", headers=FOREIGN) as ws:
+                await asyncio.wait_for(ws.receive(), 10)
+        assert refused.value.response.status_code == 403
+    finally:
+        await app.stop()
+        forget(app)

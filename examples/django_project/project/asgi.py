@@ -19,6 +19,7 @@ django_http = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from examples.django_project.project.bootstrap import prepare_database  # noqa: E402
 from examples.django_project.project.tasks import ensure_started, flowrra  # noqa: E402
 
@@ -48,6 +49,6 @@ async def lifespan(scope, receive, send):  # type: ignore[no-untyped-def]
 
 application = ProtocolTypeRouter({
     "http": http,
-    "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     "lifespan": lifespan,
 })

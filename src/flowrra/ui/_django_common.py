@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 logger = logging.getLogger("flowrra.ui.django")
@@ -44,6 +44,19 @@ def get_setting(name: str, default: Any = None) -> Any:
     if not settings.configured:
         return default
     return getattr(settings, name, default)
+
+
+#: Django setting listing other browser origins trusted to open the socket and act.
+ALLOWED_ORIGINS_SETTING = "FLOWRRA_UI_ALLOWED_ORIGINS"
+
+
+def allowed_origins_from_settings(explicit: Sequence[str] | None = None) -> list[str]:
+    """Origins trusted besides the dashboard's own: ``explicit``, the Flowrra setting,
+    and Django's ``CSRF_TRUSTED_ORIGINS`` (origins Django already trusts to post)."""
+    found = list(explicit or ()) + list(get_setting(ALLOWED_ORIGINS_SETTING) or ())
+    # Django's wildcard entries (https://*.example.com) match no origin here: sockets
+    # from subdomains need an explicit FLOWRRA_UI_ALLOWED_ORIGINS entry.
+    return found + [o for o in get_setting("CSRF_TRUSTED_ORIGINS") or () if "*" not in o]
 
 
 def import_object(path: str, what: str) -> Any:

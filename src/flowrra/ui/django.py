@@ -24,6 +24,7 @@ Security:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 try:
@@ -37,7 +38,13 @@ except ImportError as exc:
         "flowrra.ui.django needs Django: pip install 'flowrra[ui-django]'"
     ) from exc
 
-from flowrra.ui._django_common import AuthHook, get_setting, resolve_auth, staff_only
+from flowrra.ui._django_common import (
+    AuthHook,
+    allowed_origins_from_settings,
+    get_setting,
+    resolve_auth,
+    staff_only,
+)
 from flowrra.ui.http import UIRequest, UIResponse, json_response
 from flowrra.ui.service import UIService
 
@@ -115,14 +122,16 @@ def _login_redirect(request: HttpRequest) -> HttpResponse:
 
 
 def get_urls(flowrra: Flowrra, *, auth: AuthHook | str | None = None,
-             read_only: bool = False) -> list[URLPattern]:
+             read_only: bool = False,
+             allowed_origins: Sequence[str] | None = None) -> list[URLPattern]:
     """URL patterns for ``path("flowrra/", include(get_urls(flowrra)))``.
 
     A single catch-all route, so no dashboard route can shadow another (or one
     of yours). ``auth`` overrides ``settings.FLOWRRA_UI_AUTH`` and the staff-only
     default; ``read_only=True`` disables every action.
     """
-    service = UIService(flowrra, read_only=read_only)
+    service = UIService(flowrra, read_only=read_only,
+                        allowed_origins=allowed_origins_from_settings(allowed_origins))
     # An explicit hook is checked now, so a typo fails at start-up; the setting is
     # read per request (it may change in tests, and urls.py can load before it).
     explicit = resolve_auth(auth) if auth is not None else None

@@ -61,12 +61,14 @@ from flowrra.task import utcnow
 from flowrra.ui._django_common import (
     AuthHook,
     SocketRequest,
+    allowed_origins_from_settings,
     get_setting,
     import_object,
     resolve_auth,
 )
 from flowrra.ui._send_gate import SendGate, send_gate
 from flowrra.ui.http import AuthError, run_auth
+from flowrra.ui.origin import OriginPolicy
 from flowrra.ui.stream import DEFAULT_MAX_PENDING, EventStream
 
 logger = logging.getLogger(__name__)
@@ -212,7 +214,11 @@ class FlowrraConsumer(_ConsumerBase):
         except Exception as exc:  # a misconfigured hook: fail closed, say why in the log
             logger.exception("Flowrra WebSocket: cannot load the auth hook")
             return AuthError(403, f"the auth hook cannot be loaded: {exc}")
-        return await run_auth(hook, SocketRequest(self.scope))
+        request = SocketRequest(self.scope)
+        reason = OriginPolicy(allowed_origins_from_settings()).refusal(request.headers, socket=True)
+        if reason is not None:
+            return AuthError(403, reason)
+        return await run_auth(hook, request)
 
     async def _forward(self, stream: EventStream, gate: SendGate) -> None:
         """Send the greeting, then every frame of the stream, until closed or the send fails."""

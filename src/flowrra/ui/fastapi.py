@@ -47,14 +47,21 @@ async def _refuse(websocket: WebSocket, status: int, message: str, close_code: i
 
 def create_router(flowrra: Flowrra, *, auth: AuthHook | None = None, read_only: bool = False,
                   dependencies: Sequence[Any] | None = None,
-                  service: UIService | None = None) -> APIRouter:
-    """The dashboard, JSON API and ``/ws`` socket as a FastAPI router."""
-    service = service or UIService(flowrra, read_only=read_only)
+                  service: UIService | None = None,
+                  allowed_origins: Sequence[str] | None = None) -> APIRouter:
+    """The dashboard, JSON API and ``/ws`` socket as a FastAPI router.
+
+    ``allowed_origins`` lists the other browser origins (``https://host[:port]``)
+    whose pages may open the socket or press the buttons; the dashboard's own
+    origin always may.
+    """
+    service = service or UIService(flowrra, read_only=read_only, allowed_origins=allowed_origins)
     router = APIRouter(dependencies=list(dependencies or []))
 
     @router.websocket("/ws")
     async def flowrra_socket(websocket: WebSocket) -> None:
-        refusal = await run_auth(auth, websocket)
+        refusal = (service.check_socket_origin(websocket.headers)
+                   or await run_auth(auth, websocket))
         if refusal is not None:
             await _refuse(websocket, refusal.status, refusal.message, 4000 + refusal.status,
                           refusal.headers)

@@ -20,7 +20,7 @@ import asyncio
 import inspect
 import json
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -118,7 +118,7 @@ class FlowrraBlueprint:
 
         async def socket() -> Any:
             ws = quart.websocket
-            refusal = await run_auth(auth, ws)
+            refusal = service.check_socket_origin(ws.headers) or await run_auth(auth, ws)
             if refusal is not None:
                 return _json_error(quart.Response, refusal.status, refusal.message,
                                    refusal.headers)
@@ -196,6 +196,11 @@ def _json_error(response_cls: Any, status: int, message: str,
 
 def create_blueprint(flowrra: Flowrra, *, auth: AuthHook | None = None, read_only: bool = False,
                      name: str = "flowrra", loop: asyncio.AbstractEventLoop | None = None,
-                     service: UIService | None = None) -> FlowrraBlueprint:
-    """The dashboard as a blueprint for Flask or Quart (with the socket on Quart)."""
-    return FlowrraBlueprint(service or UIService(flowrra, read_only=read_only), auth, name, loop)
+                     service: UIService | None = None,
+                     allowed_origins: Sequence[str] | None = None) -> FlowrraBlueprint:
+    """The dashboard as a blueprint for Flask or Quart (with the socket on Quart).
+
+    ``allowed_origins``: other browser origins trusted to open the socket and act.
+    """
+    service = service or UIService(flowrra, read_only=read_only, allowed_origins=allowed_origins)
+    return FlowrraBlueprint(service, auth, name, loop)
