@@ -116,17 +116,19 @@ def _app_component(app: Flowrra, checks: dict[str, dict[str, Any]]) -> dict[str,
 def _executor_component(app: Flowrra, kind: str) -> Component:
     """This process's IO or CPU executor; None when it is not expected here.
 
-    Without a worker here, the executors are only missed when the broker is the
-    in-process one (nobody else can take the tasks) and tasks of that kind exist.
+    Expected = tasks of that kind are registered (an executor nobody needs is not
+    a component, as in 0.1.8) and either this process runs a worker, or the broker
+    is the in-process one (nobody else can take the tasks, so it is missed here).
     """
+    wants_cpu = kind == "cpu"
+    if not any(d.cpu_bound == wants_cpu for d in app.registry.definitions()):
+        return None
     label = "IO executor" if kind == "io" else "CPU executor"
     worker = app.worker
     if worker is not None:
-        running = (worker.io if kind == "io" else worker.cpu).is_running
+        running = (worker.cpu if wants_cpu else worker.io).is_running
         return {"healthy": running, "message": f"{label} is {'' if running else 'not '}running"}
-    wants_cpu = kind == "cpu"
-    if not app.broker.shared and any(d.cpu_bound == wants_cpu
-                                     for d in app.registry.definitions()):
+    if not app.broker.shared:
         return {"healthy": False, "message": f"{label} is not running"}
     return None
 
