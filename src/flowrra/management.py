@@ -13,19 +13,19 @@ current state), and every schedule method raises
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowrra.exceptions import FlowrraError, TaskNotFoundError
+from flowrra.health import executor_summary, health_report
 from flowrra.task import TaskResult, TaskStatus, utcnow
 
 if TYPE_CHECKING:
     from flowrra.app import Flowrra
     from flowrra.brokers import DeadLetter
+    from flowrra.registry import TaskDefinition
 
 __all__ = [
     "DEAD_LETTERED",
@@ -44,7 +44,9 @@ _SEARCH_CAP = 1000
 _THROUGHPUT_SCAN_CAP = 5000
 
 
-class SchedulerNotConfiguredError(FlowrraError, RuntimeError):
+class SchedulerNotConfiguredError(FlowrraError, RuntimeError, ValueError):
+    """The app has no scheduler. Also a ``ValueError``: flowrra 0.1.8 raised that here."""
+
     def __init__(self) -> None:
         super().__init__(
             "No scheduler is configured for this app. Call app.create_scheduler() "
@@ -101,60 +103,55 @@ class FlowrraManager:
 
     # -- overview -----------------------------------------------------------------------
     async def get_stats(self) -> dict[str, Any]:
-        """Counts by status, broker queue sizes, workers, throughput and scheduler summary."""
+        """Counts by status, broker queue sizes, workers, throughput and scheduler summary.
+
+        Also carries the keys flowrra 0.1.8 returned (``app``, ``executors``,
+        ``tasks.registered``, the scheduler's ``enabled``/``running``/...), so
+        code written against it keeps reading the same meanings.
+        """
         await self._ready()
         counts = await self.app.backend.count_by_status()
         broker = await self.app.broker.stats()
         workers = await self.app.broker.list_workers()
-        scheduler = None
-        if self.app.scheduler is not None:
-            try:
-                scheduler = await self.get_scheduler_stats()
-            except Exception as exc:  # the scheduler's store may be down; stats still load
-                scheduler = {"error": str(exc)}
         return {
-            "tasks": counts,
+            "app": {"running": self.app.is_running},
+            "executors": executor_summary(self.app),
+            # Per-status counts, plus 0.1.8's "registered" (not a status: readers skip it).
+            "tasks": {**counts, "registered": len(self.app.registry)},
             "total": sum(counts.values()),
             "dead_letters": int(broker.get("dead", 0)),
             "broker": broker,
             "workers": len(workers),
             "registered_tasks": len(self.app.registry),
             "throughput": await self.get_throughput(),
-            "scheduler": scheduler,
+            "scheduler": await self._scheduler_summary(),
             "is_running": self.app.is_running,
             "timestamp": utcnow().isoformat(),
         }
 
+    async def _scheduler_summary(self) -> dict[str, Any] | None:
+        """The scheduler's stats for :meth:`get_stats`, with 0.1.8's ``enabled: True``.
+
+        In this summary ``enabled`` means "a scheduler exists" (0.1.8); the number
+        of enabled schedules is ``enabled_schedules``. None without a scheduler.
+        """
+        scheduler = self.app.scheduler
+        if scheduler is None:
+            return None
+        try:
+            stats = await self.get_scheduler_stats()
+        except Exception as exc:  # the scheduler's store may be down; stats still load
+            stats = {"error": str(exc), "running": bool(scheduler.is_running),
+                     "is_running": bool(scheduler.is_running)}
+        stats["enabled"] = True
+        return stats
+
     async def health_check(self) -> dict[str, Any]:
-        """``healthy`` | ``degraded`` (no live worker) | ``unhealthy`` (a store is unreachable)."""
-        checks: dict[str, dict[str, Any]] = {}
-        checks["broker"], checks["backend"] = await asyncio.gather(
-            _probe(self._probe_broker), _probe(self._probe_backend))
-        workers: list[dict[str, Any]] = []
-        if checks["broker"]["ok"]:
-            try:
-                workers = await self.app.broker.list_workers()
-            except Exception as exc:
-                checks["broker"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        checks["workers"] = {"ok": bool(workers), "count": len(workers)}
-        sched = self.app.scheduler
-        checks["scheduler"] = {"configured": sched is not None,
-                               "running": bool(sched is not None and sched.is_running)}
-        if not (checks["broker"]["ok"] and checks["backend"]["ok"]):
-            status = "unhealthy"
-        elif not workers:
-            status = "degraded"
-        else:
-            status = "healthy"
-        return {"status": status, "checks": checks, "timestamp": utcnow().isoformat()}
+        """``status`` healthy | degraded | unhealthy, plus 0.1.8's ``healthy``/``components``.
 
-    async def _probe_broker(self) -> Any:
-        await self.app.broker.connect()
-        return await self.app.broker.stats()
-
-    async def _probe_backend(self) -> Any:
-        await self.app.backend.connect()
-        return await self.app.backend.count_by_status()
+        See :mod:`flowrra.health` for the rules; ``healthy == (status == "healthy")``.
+        """
+        return await health_report(self.app)
 
     async def list_workers(self) -> list[dict[str, Any]]:
         await self._ready()
@@ -204,12 +201,14 @@ class FlowrraManager:
         return found, True
 
     # -- registered tasks -------------------------------------------------------------
-    def list_registered_tasks(self) -> list[dict[str, Any]]:
-        return [d.to_dict() for d in self.app.registry.definitions()]
+    async def list_registered_tasks(self) -> list[dict[str, Any]]:
+        """Every registered task's options (async, as in 0.1.8, so ``await`` works)."""
+        return [_definition_dict(d) for d in self.app.registry.definitions()]
 
-    def get_task_info(self, name: str) -> dict[str, Any] | None:
+    async def get_task_info(self, name: str) -> dict[str, Any] | None:
+        """One task's options, module, ``qualname``, docstring and signature; None if unknown."""
         definition = self.app.registry.get(name)
-        return definition.to_dict() if definition is not None else None
+        return _definition_dict(definition) if definition is not None else None
 
     # -- executions ---------------------------------------------------------------------
     async def _list_status(self, status: TaskStatus, limit: int | None) -> list[dict[str, Any]]:
@@ -234,7 +233,11 @@ class FlowrraManager:
     async def get_task_result(self, task_id: str) -> dict[str, Any] | None:
         await self._ready()
         record = await self.app.backend.get(task_id)
-        return record.to_dict if record is not None else None
+        if record is None:
+            return None
+        item = record.to_dict
+        item["completed_at"] = item.get("finished_at")  # 0.1.8's name for the finish time
+        return item
 
     async def list_executions(self, status: str | None = None, limit: int | None = 50,
                               offset: int = 0, query: str | None = None) -> dict[str, Any]:
@@ -441,20 +444,33 @@ class FlowrraManager:
         return str(await _maybe_await(scheduler.run_now(schedule_id)))
 
     async def get_scheduler_stats(self) -> dict[str, Any]:
+        """The scheduler's own stats plus 0.1.8's ``running``, ``total_schedules``, ...
+
+        Ours (``is_running``, ``total``, ``enabled`` = count, ``disabled``) stay;
+        the 0.1.8 names are filled from them when the scheduler does not give them.
+        """
         scheduler = self._scheduler()
         getter = getattr(scheduler, "get_stats", None)
         stats = dict(await _maybe_await(getter())) if getter is not None else {}
-        stats.setdefault("is_running", bool(scheduler.is_running))
+        running = bool(scheduler.is_running)
+        stats.setdefault("is_running", running)
+        stats.setdefault("running", running)
+        stats.setdefault("check_interval", getattr(scheduler, "check_interval", None))
+        if not {"total", "enabled"} <= stats.keys():
+            schedules = await self.list_schedules()
+            stats.setdefault("total", len(schedules))
+            stats.setdefault("enabled", sum(bool(s.get("enabled")) for s in schedules))
+        stats.setdefault("total_schedules", stats["total"])
+        stats.setdefault("enabled_schedules", stats["enabled"])
+        stats.setdefault("disabled_schedules", stats["total_schedules"] - stats["enabled_schedules"])
         return stats
 
 
-async def _probe(fn: Any) -> dict[str, Any]:
-    started = time.perf_counter()
-    try:
-        await fn()
-    except Exception as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+def _definition_dict(definition: TaskDefinition) -> dict[str, Any]:
+    """A task's ``to_dict()`` plus ``qualname`` (0.1.8 reported where the function is defined)."""
+    info = definition.to_dict()
+    info.setdefault("qualname", getattr(definition.func, "__qualname__", definition.name))
+    return info
 
 
 def _record_from_letter(letter: DeadLetter) -> dict[str, Any]:

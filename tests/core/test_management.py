@@ -60,11 +60,11 @@ async def test_listings_and_results(make_app, gate) -> None:
 async def test_registered_tasks(make_app, gate) -> None:
     app, _ = await _app_with_history(make_app, gate)
     manager = FlowrraManager(app)
-    names = [t["name"] for t in manager.list_registered_tasks()]
+    names = [t["name"] for t in await manager.list_registered_tasks()]
     assert names == ["mgmt.bad", "mgmt.hold", "mgmt.ok"]
-    info = manager.get_task_info("mgmt.ok")
+    info = await manager.get_task_info("mgmt.ok")
     assert info["name"] == "mgmt.ok" and "docstring" in info["doc"]
-    assert manager.get_task_info("nope") is None
+    assert await manager.get_task_info("nope") is None
     gate.open.set()
 
 

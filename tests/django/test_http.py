@@ -31,6 +31,7 @@ def error(response: Any, status: int, code: str | None = None) -> dict[str, Any]
     assert response["Content-Type"].startswith("application/json")
     body = json.loads(response.content)
     assert body["status"] == status and body["error"]
+    assert body["detail"] == body["error"], "FastAPI-style clients read 'detail'"
     if code is not None:
         assert body["code"] == code, body
     return body

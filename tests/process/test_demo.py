@@ -92,7 +92,7 @@ def test_demo_serves_the_dashboard_and_keeps_scheduling(tmp_path):
         base = f"http://127.0.0.1:{port}/flowrra/api"
         assert f"http://127.0.0.1:{port}/flowrra/" in flat(log.read_text())
         schedules = httpx.get(f"{base}/schedules", timeout=10).json()
-        assert {s["task_name"] for s in schedules["items"]} == {"fetch_page", "nightly_cleanup"}
+        assert {s["task_name"] for s in schedules} == {"fetch_page", "nightly_cleanup"}
         # The scheduler keeps submitting fetch_page every 5 s: the total grows past the batch.
         while httpx.get(f"{base}/stats", timeout=10).json()["total"] <= 12:
             assert demo.poll() is None, log.read_text()

@@ -32,10 +32,10 @@ async def test_no_scheduler_gives_a_clear_503_everywhere(ui: Harness) -> None:
 
 async def test_create_list_get_cron_schedule(sched_ui: Harness) -> None:
     ui = sched_ui
-    assert (await ui.get("api/schedules")).json() == {"items": []}
+    assert (await ui.get("api/schedules")).json() == []
     sid = await create_cron(ui)
     assert await create_cron(ui) == sid, "creating the same schedule twice returns its id"
-    items = (await ui.get("api/schedules")).json()["items"]
+    items = (await ui.get("api/schedules")).json()
     assert [s["id"] for s in items] == [sid]
     detail = (await ui.get(f"api/schedules/{sid}")).json()
     assert detail["cron"] == "*/5 * * * *" and detail["task_name"] == "ui.add"
@@ -91,16 +91,17 @@ async def test_enable_disable_and_enabled_only(sched_ui: Harness) -> None:
     ui = sched_ui
     sid = await create_cron(ui)
     other = await create_cron(ui, cron="0 7 * * mon-fri", enabled=False)
-    only = (await ui.get("api/schedules?enabled_only=true")).json()["items"]
+    only = (await ui.get("api/schedules?enabled_only=true")).json()
     assert [s["id"] for s in only] == [sid]
-    assert len((await ui.get("api/schedules?enabled_only=false")).json()["items"]) == 2
+    assert len((await ui.get("api/schedules?enabled_only=false")).json()) == 2
     assert_error(await ui.get("api/schedules?enabled_only=maybe"), 400)
 
     reply = await ui.put(f"api/schedules/{sid}/disable")
-    assert reply.status == 200 and reply.json() == {"schedule_id": sid, "enabled": False}
+    assert reply.status == 200
+    assert reply.json() == {"status": "disabled", "schedule_id": sid, "enabled": False}
     assert (await ui.get(f"api/schedules/{sid}")).json()["enabled"] is False
     assert (await ui.put(f"api/schedules/{other}/enable")).json()["enabled"] is True
-    only = (await ui.get("api/schedules?enabled_only=1")).json()["items"]
+    only = (await ui.get("api/schedules?enabled_only=1")).json()
     assert [s["id"] for s in only] == [other]
     assert_error(await ui.put("api/schedules/missing/enable"), 404)
     assert_error(await ui.put("api/schedules/missing/disable"), 404)
@@ -117,6 +118,6 @@ async def test_run_now_and_delete(sched_ui: Harness) -> None:
     assert_error(await ui.post("api/schedules/missing/run"), 404)
 
     deleted = await ui.delete(f"api/schedules/{sid}")
-    assert deleted.status == 200 and deleted.json() == {"schedule_id": sid, "deleted": True}
+    assert deleted.status == 200 and deleted.json() == {"deleted": True, "schedule_id": sid}
     assert_error(await ui.get(f"api/schedules/{sid}"), 404)
     assert_error(await ui.delete(f"api/schedules/{sid}"), 404)

@@ -29,6 +29,7 @@ def assert_error(reply: Any, status: int, code: str | None = None) -> dict[str, 
     assert reply.headers["content-type"].startswith("application/json")
     body = reply.json()
     assert body["status"] == status and isinstance(body["error"], str) and body["error"]
+    assert body["detail"] == body["error"], "FastAPI-style clients read 'detail'"
     if code is not None:
         assert body["code"] == code, body
     return body
@@ -58,7 +59,8 @@ async def test_health_reports_each_store(ui: Harness) -> None:
     assert health["status"] == "healthy"
     assert health["checks"]["broker"]["ok"] and health["checks"]["backend"]["ok"]
     assert health["checks"]["workers"]["count"] == 1
-    assert health["checks"]["scheduler"] == {"configured": False, "running": False}
+    assert health["checks"]["scheduler"] == {"configured": False, "running": False,
+                                             "expected_here": False}
 
 
 async def test_workers_lists_the_running_worker(ui: Harness) -> None:
@@ -68,7 +70,7 @@ async def test_workers_lists_the_running_worker(ui: Harness) -> None:
 
 
 async def test_registered_tasks_and_task_info(ui: Harness) -> None:
-    names = [t["name"] for t in (await ui.get("api/tasks")).json()["items"]]
+    names = [t["name"] for t in (await ui.get("api/tasks")).json()]
     assert names == sorted(["ui.add", "ui.boom", "ui.sleepy", "ui.flaky", "ui.gated"])
     info = (await ui.get("api/tasks/ui.flaky")).json()
     assert info["max_retries"] == 3 and info["retry_delay"] == 60.0 and info["cpu_bound"] is False

@@ -1,7 +1,10 @@
 """The JSON API under ``<prefix>/api/``: routing, input validation and error mapping.
 
 Paths, methods, shapes and status codes are documented in ``docs/ui.md``; the
-same table serves every framework. Errors are ``{"error", "code", "status"}``.
+same table serves every framework. Errors are ``{"error", "detail", "code", "status"}``
+(``detail`` repeats ``error`` for clients written for FastAPI-style errors).
+List endpoints that flowrra 0.1.8 had (``tasks``, ``schedules``) answer a plain
+JSON list, as 0.1.8 did; the newer ones (``executions``, ...) answer a page object.
 """
 
 from __future__ import annotations
@@ -134,10 +137,10 @@ class ApiRouter:
         return json_response({"items": await self.m.list_workers()})
 
     async def tasks(self, request: UIRequest) -> UIResponse:
-        return json_response({"items": self.m.list_registered_tasks()})
+        return json_response(await self.m.list_registered_tasks())
 
     async def task_info(self, request: UIRequest, name: str) -> UIResponse:
-        info = self.m.get_task_info(name)
+        info = await self.m.get_task_info(name)
         if info is None:
             raise ApiError(404, f"Task '{name}' not registered")
         return json_response(info)
@@ -190,7 +193,7 @@ class ApiRouter:
 
     async def schedules(self, request: UIRequest) -> UIResponse:
         enabled_only = query_bool(request, "enabled_only")
-        return json_response({"items": await self.m.list_schedules(enabled_only=enabled_only)})
+        return json_response(await self.m.list_schedules(enabled_only=enabled_only))
 
     async def schedule(self, request: UIRequest, sid: str) -> UIResponse:
         found = await self.m.get_schedule(sid)
@@ -203,33 +206,44 @@ class ApiRouter:
         cron = body.pop("cron", None)
         options = _schedule_options(body, "cron")
         sid = await _creating(self.m.create_schedule_cron(cron=cron, **options))
-        return json_response({"schedule_id": sid}, 201)
+        return _created(sid)
 
     async def create_interval(self, request: UIRequest) -> UIResponse:
         body = json_body(request)
         interval = body.pop("interval", None)
         options = _schedule_options(body, "interval")
         sid = await _creating(self.m.create_schedule_interval(interval=interval, **options))
-        return json_response({"schedule_id": sid}, 201)
+        return _created(sid)
 
     async def enable(self, request: UIRequest, sid: str) -> UIResponse:
         if not await self.m.enable_schedule(sid):
             raise ApiError(404, f"No schedule with id {sid!r}")
-        return json_response({"schedule_id": sid, "enabled": True})
+        return json_response({"status": "enabled", "schedule_id": sid, "enabled": True})
 
     async def disable(self, request: UIRequest, sid: str) -> UIResponse:
         if not await self.m.disable_schedule(sid):
             raise ApiError(404, f"No schedule with id {sid!r}")
-        return json_response({"schedule_id": sid, "enabled": False})
+        return json_response({"status": "disabled", "schedule_id": sid, "enabled": False})
 
     async def delete_schedule(self, request: UIRequest, sid: str) -> UIResponse:
+        """200 ``{"deleted": true, "schedule_id"}``; unknown id: 404 that also says ``deleted: false``.
+
+        0.1.8 answered 200 with ``deleted: false``; a 404 is kept (it is what every
+        other unknown-id call answers) but the body carries the same two keys.
+        """
         if not await self.m.delete_schedule(sid):
-            raise ApiError(404, f"No schedule with id {sid!r}")
-        return json_response({"schedule_id": sid, "deleted": True})
+            response = ApiError(404, f"No schedule with id {sid!r}").response()
+            return json_response({**response.json(), "deleted": False, "schedule_id": sid}, 404)
+        return json_response({"deleted": True, "schedule_id": sid})
 
     async def run_now(self, request: UIRequest, sid: str) -> UIResponse:
         task_id = await self.m.run_schedule_now(sid)
         return json_response({"schedule_id": sid, "task_id": task_id}, 202)
+
+
+def _created(sid: str) -> UIResponse:
+    """201 with ``schedule_id`` (0.1.8's answer) and ``id`` (the name 0.1.8's UI.md showed)."""
+    return json_response({"schedule_id": sid, "id": sid}, 201)
 
 
 def _schedule_options(body: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -252,6 +266,8 @@ async def _creating(call: Awaitable[str]) -> str:
     """Await a schedule creation, turning bad input into a 400 that says what was wrong."""
     try:
         return await call
+    except SchedulerNotConfiguredError:
+        raise  # also a ValueError (as in 0.1.8), but it is a 503, not bad input
     except TaskNotFoundError as exc:
         raise ApiError(400, f"{exc}: register it with @app.task in the web process too",
                        "unknown_task") from None

@@ -45,7 +45,7 @@ from flowrra.ui._django_common import (
     resolve_auth,
     staff_only,
 )
-from flowrra.ui.http import UIRequest, UIResponse, json_response
+from flowrra.ui.http import UIRequest, UIResponse, error_body, json_response
 from flowrra.ui.service import UIService
 
 if TYPE_CHECKING:
@@ -63,10 +63,10 @@ class _CsrfCheck(CsrfViewMiddleware):
         header = get_setting("CSRF_HEADER_NAME", "HTTP_X_CSRFTOKEN")
         header = "X-CSRFToken" if header == "HTTP_X_CSRFTOKEN" else header
         cookie = get_setting("CSRF_COOKIE_NAME", "csrftoken")
-        return _native(json_response({
-            "error": f"CSRF verification failed: {reason.rstrip('.')}. Send the value of the {cookie!r} "
-                     f"cookie in the {header} header (the dashboard pages set that cookie).",
-            "code": "csrf_failed", "status": 403}, 403))
+        return _native(json_response(error_body(
+            f"CSRF verification failed: {reason.rstrip('.')}. Send the value of the {cookie!r} "
+            f"cookie in the {header} header (the dashboard pages set that cookie).",
+            "csrf_failed", 403), 403))
 
 
 _csrf = _CsrfCheck(lambda request: HttpResponse())
@@ -149,9 +149,9 @@ def get_urls(flowrra: Flowrra, *, auth: AuthHook | str | None = None,
             # request.POST, which would otherwise consume the body stream.
             ui_request = _ui_request(request, subpath)
         except RequestDataTooBig:
-            return _native(json_response({
-                "error": "Request body is larger than settings.DATA_UPLOAD_MAX_MEMORY_SIZE",
-                "code": "too_large", "status": 413}, 413))
+            return _native(json_response(error_body(
+                "Request body is larger than settings.DATA_UPLOAD_MAX_MEMORY_SIZE",
+                "too_large", 413), 413))
         if method not in _SAFE_METHODS:
             rejection = await sync_to_async(_csrf_rejection)(request)
             if rejection is not None:

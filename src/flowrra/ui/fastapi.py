@@ -39,7 +39,7 @@ async def _refuse(websocket: WebSocket, status: int, message: str, close_code: i
                   headers: dict[str, str] | None = None) -> None:
     """Answer the handshake with an HTTP error if the server can, else close with ``close_code``."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        body = {"error": message, "status": status}
+        body = {"error": message, "detail": message, "status": status}
         await websocket.send_denial_response(JSONResponse(body, status, headers=headers))
     else:
         await websocket.close(code=close_code, reason=message[:120])

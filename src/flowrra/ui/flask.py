@@ -189,7 +189,7 @@ def _to_native(response_cls: Any, response: UIResponse) -> Any:
 
 def _json_error(response_cls: Any, status: int, message: str,
                 headers: dict[str, str] | None = None) -> Any:
-    body = json.dumps({"error": message, "status": status})
+    body = json.dumps({"error": message, "detail": message, "status": status})
     return response_cls(body, status=status, headers=headers or {},
                         content_type="application/json")
 

@@ -24,6 +24,7 @@ __all__ = [
     "UIRequest",
     "UIResponse",
     "auth_outcome",
+    "error_body",
     "json_response",
     "mount_prefix",
     "run_auth",
@@ -78,8 +79,7 @@ class ApiError(Exception):
         self.code = code or _DEFAULT_CODES.get(status, "error")
 
     def response(self) -> UIResponse:
-        return json_response({"error": self.message, "code": self.code, "status": self.status},
-                             self.status)
+        return json_response(error_body(self.message, self.code, self.status), self.status)
 
 
 class AuthError(Exception):
@@ -119,6 +119,11 @@ def _default(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def error_body(message: str, code: str, status: int) -> dict[str, Any]:
+    """The one JSON error shape: ``error`` (ours), ``detail`` (FastAPI-style), ``code``, ``status``."""
+    return {"error": message, "detail": message, "code": code, "status": status}
 
 
 def json_response(data: Any, status: int = 200) -> UIResponse:

@@ -27,6 +27,7 @@ from flowrra.ui.http import (
     AuthHook,
     UIRequest,
     UIResponse,
+    error_body,
     json_response,
     run_auth,
 )
@@ -109,10 +110,10 @@ class UIService:
         if path.startswith("static/"):
             response = serve_static(path[len("static/"):])
         elif path == "ws":
-            response = json_response({"error": "This URL is a WebSocket endpoint: connect with "
-                                      "ws:// or wss://. This server may not support sockets; the "
-                                      "dashboard falls back to polling.", "code": "upgrade_required",
-                                      "status": 426}, 426)
+            response = json_response(error_body(
+                "This URL is a WebSocket endpoint: connect with ws:// or wss://. This server "
+                "may not support sockets; the dashboard falls back to polling.",
+                "upgrade_required", 426), 426)
         else:
             response = await render_page(self, path, prefix)
         if method == "HEAD":
@@ -145,9 +146,8 @@ class UIService:
     @staticmethod
     def refusal_response(refusal: AuthError) -> UIResponse:
         """The 401/403 JSON response for a refused request (pages, API and static alike)."""
-        response = json_response({"error": refusal.message,
-                                  "code": "unauthorized" if refusal.status == 401 else "forbidden",
-                                  "status": refusal.status}, refusal.status)
+        code = "unauthorized" if refusal.status == 401 else "forbidden"
+        response = json_response(error_body(refusal.message, code, refusal.status), refusal.status)
         response.headers.update(refusal.headers)
         return response
 

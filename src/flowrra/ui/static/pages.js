@@ -120,10 +120,13 @@
     });
   }
 
+  // stats.tasks holds one count per status plus non-status keys (e.g. "registered"): read only statuses.
+  var STATUSES = ["pending", "running", "retrying", "success", "failed", "cancelled"];
+
   function renderStats(stats) {
-    Object.keys(stats.tasks).forEach(function (status) {
+    STATUSES.forEach(function (status) {
       var el = $("count-" + status);
-      if (el) el.textContent = String(stats.tasks[status]);
+      if (el && typeof stats.tasks[status] === "number") el.textContent = String(stats.tasks[status]);
     });
     $("count-dead_lettered").textContent = String(stats.dead_letters);
     $("throughput-value").textContent = String(stats.throughput.per_minute);
@@ -173,7 +176,8 @@
   }
 
   function schedulesOrError() {
-    return F.api("GET", "schedules").catch(function (err) {
+    // api/schedules answers a plain list; the pages keep {items} (or {error}) internally.
+    return F.api("GET", "schedules").then(function (list) { return {items: list}; }, function (err) {
       if (err.status === 503) return {error: err.message, items: []};
       throw err;
     });
@@ -283,7 +287,7 @@
       var q = F.query({status: view.status, q: view.q, limit: view.limit, offset: view.offset});
       return Promise.all([F.api("GET", "executions" + q), F.api("GET", "tasks")]).then(function (r) {
         renderPage(r[0]);
-        renderRegistered(r[1].items);
+        renderRegistered(r[1]);
       });
     },
     onTask: function (task) {
@@ -471,7 +475,7 @@
       });
       F.api("GET", "tasks").then(function (d) {
         var select = F.clear($("schedule-task"));
-        d.items.forEach(function (t) { select.appendChild(h("option", {value: t.name}, t.name)); });
+        d.forEach(function (t) { select.appendChild(h("option", {value: t.name}, t.name)); });
       }, function () {});
     },
     refresh: function () {
