@@ -18,6 +18,10 @@ TIMEOUT = 10
 
 async def main() -> None:
     from examples.django_project.project.asgi import application
+
+    # What a browser on the dashboard's own page sends; the example's asgi.py wraps the
+    # socket in AllowedHostsOriginValidator, which refuses handshakes without an Origin.
+    BROWSER = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
     from examples.django_project.project.tasks import flowrra
 
     transport = httpx.ASGITransport(app=application)
@@ -29,13 +33,13 @@ async def main() -> None:
         if not public:
             assert dash.status_code == 302 and dash.headers["location"].startswith("/admin/login/"), \
                 dash.status_code
-            comm = WebsocketCommunicator(application, "/flowrra/ws")
+            comm = WebsocketCommunicator(application, "/flowrra/ws", headers=BROWSER)
             ok, code = await comm.connect(timeout=TIMEOUT)
             assert not ok and code == 4401, (ok, code)
             print("anonymous refused")
             return
         assert dash.status_code == 200 and "csrftoken" in client.cookies, dash.status_code
-        comm = WebsocketCommunicator(application, "/flowrra/ws")
+        comm = WebsocketCommunicator(application, "/flowrra/ws", headers=BROWSER)
         ok, code = await comm.connect(timeout=TIMEOUT)
         assert ok, code
         hello = await comm.receive_json_from(timeout=TIMEOUT)
