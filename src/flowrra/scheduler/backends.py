@@ -71,6 +71,8 @@ _LAZY = {"PostgreSQLSchedulerBackend": _postgres_class, "MySQLSchedulerBackend":
 
 def __getattr__(name: str) -> Any:
     """Build the driver-backed classes only when someone asks for them."""
+    if name in globals():
+        return globals()[name]
     factory = _LAZY.get(name)
     if factory is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
