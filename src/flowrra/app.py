@@ -140,6 +140,10 @@ class Flowrra:
         sched = self.config.scheduler
         if sched is not None and sched.enabled:
             await self.create_scheduler(check_interval=sched.check_interval).start()
+        elif self._scheduler is not None and not self._scheduler.is_running:
+            # A scheduler made with create_scheduler() before start() runs with the
+            # app, as in 0.1.8 (its docs call scheduler.start() only sometimes).
+            await self._scheduler.start()
 
     async def stop(self, wait: bool = True, timeout: float = 30.0) -> None:
         """Stop taking work, let running tasks finish within ``timeout``, hand back the rest."""

@@ -17,7 +17,7 @@ from typing import Any
 from .base import SchedulerBackend, ScheduleStore
 from .cron import CronExpression
 from .memory import MemoryScheduleStore
-from .models import ScheduledTask, slot_task_id
+from .models import ScheduledTask, ScheduleType, slot_task_id
 from .scheduler import DEFAULT_DATABASE_URL, Scheduler, UnknownTaskError
 from .sqlite import SQLiteScheduleStore
 
@@ -28,6 +28,7 @@ __all__ = [
     "MemoryScheduleStore",
     "SQLiteScheduleStore",
     "ScheduleStore",
+    "ScheduleType",
     "ScheduledTask",
     "Scheduler",
     "SchedulerBackend",

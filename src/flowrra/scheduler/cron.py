@@ -151,11 +151,14 @@ def _resolve_zone(tz: str | tzinfo) -> tuple[tzinfo, str]:
 class CronExpression:
     """A parsed cron expression bound to a time zone (default UTC)."""
 
-    def __init__(self, expr: str, tz: str | tzinfo = "UTC") -> None:
+    def __init__(self, expr: str, tz: str | tzinfo | None = None) -> None:
         if not isinstance(expr, str):
             raise ValueError(f"cron expression must be a string, got {type(expr).__name__}")
         self.expression = expr
-        self.tzinfo, self.timezone = _resolve_zone(tz)
+        # None means UTC; remembered so that next_run() without a zone can keep
+        # 0.1.8's naive-local convention.
+        self._zone_given = tz is not None
+        self.tzinfo, self.timezone = _resolve_zone("UTC" if tz is None else tz)
         text = expr.strip()
         if text.startswith("@"):
             macro = MACROS.get(text.lower())
@@ -204,7 +207,13 @@ class CronExpression:
         return dom and dow
 
     def matches(self, wall: datetime) -> bool:
-        """True when the naive wall-clock time ``wall`` satisfies every field."""
+        """True when ``wall`` satisfies every field.
+
+        A naive value is a wall-clock time and is matched as is (0.1.8 did the
+        same); an aware one is first converted to the expression's time zone.
+        """
+        if wall.tzinfo is not None and wall.utcoffset() is not None:
+            wall = wall.astimezone(self.tzinfo).replace(tzinfo=None)
         return (
             wall.minute in self.minutes
             and wall.hour in self.hours
@@ -294,6 +303,26 @@ class CronExpression:
             wall += _MINUTE
         raise ValueError(f"cron expression {self.expression!r} has no run time after {dt}")
 
+    def next_run(self, after: datetime | None = None) -> datetime:
+        """The first fire time strictly after ``after``, seconds zero (0.1.8 API).
+
+        Kept for code written against flowrra 0.1.8, which matched cron fields
+        against naive local time. A naive ``after`` is therefore a wall-clock
+        time and a naive wall time is returned; an aware ``after`` gives an
+        aware result in ``after``'s zone (fields matched in the expression's
+        zone, DST handled as in :meth:`next_after`). ``None`` means now: local
+        naive time, or now in the expression's zone when one was given.
+        """
+        if after is None:
+            if self._zone_given:
+                after = datetime.now(self.tzinfo)
+            else:
+                after = datetime.now()
+        if after.tzinfo is None or after.utcoffset() is None:
+            wall = after.replace(tzinfo=None, second=0, microsecond=0) + _MINUTE
+            return self.next_wall_time(wall)
+        return self.next_after(after).astimezone(after.tzinfo)
+
     # -- identity ---------------------------------------------------------------
     @property
     def canonical(self) -> str:
@@ -306,8 +335,13 @@ class CronExpression:
         parts = (*map(fmt, fields), mode)
         return " ".join(parts) + f" {self.timezone}"
 
+    def __str__(self) -> str:
+        return self.expression
+
     def __repr__(self) -> str:
-        return f"CronExpression({self.expression!r}, tz={self.timezone!r})"
+        if self._zone_given:
+            return f"CronExpression({self.expression!r}, tz={self.timezone!r})"
+        return f"CronExpression({self.expression!r})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CronExpression):

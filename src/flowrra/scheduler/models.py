@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from .cron import CronExpression, _resolve_zone
@@ -14,6 +15,7 @@ from .cron import CronExpression, _resolve_zone
 __all__ = [
     "KINDS",
     "MISSED_POLICIES",
+    "ScheduleType",
     "ScheduledTask",
     "canonical_json",
     "from_iso",
@@ -81,6 +83,31 @@ def slot_task_id(schedule_id: str, slot: datetime) -> str:
     return f"sched:{schedule_id}:{utc(slot).strftime('%Y%m%dT%H%M%S.%fZ')}"
 
 
+class ScheduleType(Enum):
+    """The kind of a schedule as flowrra 0.1.8 named it (our ``kind`` field)."""
+
+    CRON = "cron"
+    INTERVAL = "interval"
+    ONE_TIME = "one_time"
+
+
+# Our ``kind`` values and 0.1.8's ScheduleType differ only for one-time runs.
+_TYPE_OF_KIND = {"cron": ScheduleType.CRON, "interval": ScheduleType.INTERVAL,
+                 "once": ScheduleType.ONE_TIME}
+
+
+def _interval_text(interval: float | None) -> str:
+    """``str(interval)`` as 0.1.8 stored it, except whole numbers lose ``.0``.
+
+    The stores keep intervals as floats, so 60 and 60.0 are indistinguishable
+    after a round trip; the integer form is the one the 0.1.8 docs show.
+    """
+    if interval is None:
+        return ""
+    value = float(interval)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 @dataclass
 class ScheduledTask:
     """One persistent schedule. Datetimes are aware UTC."""
@@ -120,17 +147,35 @@ class ScheduledTask:
             data[f.name] = to_iso(value) if isinstance(value, datetime) else value
         data["args"] = list(self.args)
         data["kwargs"] = dict(self.kwargs)
-        data["schedule"] = self.schedule_text
+        data["schedule_type"] = self.schedule_type.value
+        data["schedule"] = self.schedule
+        data["schedule_text"] = self.schedule_text
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScheduledTask:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        if "kind" not in values and "schedule_type" in data:  # a 0.1.8-shaped dict
+            values.update(_from_type(data["schedule_type"], data.get("schedule")))
         for f in fields(cls):
             if f.name.endswith("_at") or f.name == "claim_until":
                 values[f.name] = from_iso(values.get(f.name))
         return cls(**values)
+
+    @property
+    def schedule_type(self) -> ScheduleType:
+        """0.1.8's name for :attr:`kind`."""
+        return _TYPE_OF_KIND[self.kind]
+
+    @property
+    def schedule(self) -> str:
+        """0.1.8's schedule string: the cron text, the interval or run_at in ISO 8601."""
+        if self.kind == "cron":
+            return self.cron or ""
+        if self.kind == "interval":
+            return _interval_text(self.interval)
+        return to_iso(self.run_at) or ""
 
     @property
     def schedule_text(self) -> str:
@@ -223,3 +268,13 @@ class ScheduledTask:
                 return None
             return max(utc(self.run_at), utc(now))
         return self.first_after(now)
+
+
+def _from_type(schedule_type: Any, schedule: Any) -> dict[str, Any]:
+    """Our fields for a 0.1.8 ``(schedule_type, schedule)`` pair."""
+    kind = ScheduleType(getattr(schedule_type, "value", schedule_type))
+    if kind is ScheduleType.CRON:
+        return {"kind": "cron", "cron": schedule}
+    if kind is ScheduleType.INTERVAL:
+        return {"kind": "interval", "interval": float(schedule)}
+    return {"kind": "once", "run_at": from_iso(schedule)}

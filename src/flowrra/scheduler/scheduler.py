@@ -31,6 +31,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flowrra.exceptions import TaskNotFoundError
+
 from .base import ScheduleStore
 from .cron import _resolve_zone
 from .models import ScheduledTask, slot_task_id, to_iso, utc
@@ -43,16 +45,16 @@ DEFAULT_DATABASE_URL = "sqlite:///flowrra_schedules.db"
 _OPTIONS = ("description", "priority", "max_retries", "retry_delay", "missed", "cron", "timezone")
 
 
-class UnknownTaskError(ValueError):
-    """Raised when a schedule names a task the app does not know."""
+class UnknownTaskError(TaskNotFoundError, ValueError):
+    """Raised when a schedule names a task the app does not know.
+
+    A :class:`~flowrra.exceptions.TaskNotFoundError` like ``submit`` raises,
+    and also a ``ValueError`` because flowrra 0.1.8's scheduler raised that.
+    """
 
 
 def _unknown_task(name: str) -> Exception:
-    try:
-        from flowrra.exceptions import TaskNotFoundError
-    except ImportError:
-        return UnknownTaskError(f"Task '{name}' not registered")
-    return TaskNotFoundError(name)
+    return UnknownTaskError(name)
 
 
 def _default_owner() -> str:

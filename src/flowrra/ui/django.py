@@ -25,7 +25,7 @@ Security:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 try:
     from asgiref.sync import sync_to_async
@@ -51,7 +51,7 @@ from flowrra.ui.service import UIService
 if TYPE_CHECKING:
     from flowrra.app import Flowrra
 
-__all__ = ["get_urls"]
+__all__ = ["DjangoAdapter", "get_urls"]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -166,3 +166,25 @@ def get_urls(flowrra: Flowrra, *, auth: AuthHook | str | None = None,
     flowrra_ui.csrf_exempt = True  # type: ignore[attr-defined]
     flowrra_ui.flowrra_service = service  # type: ignore[attr-defined]
     return [re_path(r"^(?P<subpath>.*)\Z", flowrra_ui, name="flowrra-ui")]
+
+
+class DjangoAdapter:
+    """flowrra 0.1.8's adapter class, kept for code written for it.
+
+    ``DjangoAdapter(flowrra, **options).get_routes()`` is
+    ``get_urls(flowrra, **options)``: the same URL patterns, options and
+    security defaults (staff only unless ``auth``/``FLOWRRA_UI_AUTH`` says
+    otherwise). The patterns are built once per adapter.
+    """
+
+    def __init__(self, flowrra_app: Flowrra, **options: Any) -> None:
+        self.flowrra = flowrra_app
+        self.options = options
+        self._urls: list[URLPattern] | None = None
+
+    def get_routes(self) -> list[URLPattern]:
+        if self._urls is None:
+            self._urls = get_urls(self.flowrra, **self.options)
+        return self._urls
+
+    get_urls = get_routes

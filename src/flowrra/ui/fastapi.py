@@ -25,7 +25,7 @@ from flowrra.ui.service import UIService
 if TYPE_CHECKING:
     from flowrra.app import Flowrra
 
-__all__ = ["create_router"]
+__all__ = ["FastAPIAdapter", "create_router"]
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -93,3 +93,24 @@ def create_router(flowrra: Flowrra, *, auth: AuthHook | None = None, read_only: 
 
     router.flowrra_service = service  # type: ignore[attr-defined]
     return router
+
+
+class FastAPIAdapter:
+    """flowrra 0.1.8's adapter class, kept for code written for it.
+
+    ``FastAPIAdapter(flowrra, **options).get_routes()`` is
+    ``create_router(flowrra, **options)``: the same router, options and
+    security defaults. The router is built once per adapter.
+    """
+
+    def __init__(self, flowrra_app: Flowrra, **options: Any) -> None:
+        self.flowrra = flowrra_app
+        self.options = options
+        self._router: APIRouter | None = None
+
+    def get_routes(self) -> APIRouter:
+        if self._router is None:
+            self._router = create_router(self.flowrra, **self.options)
+        return self._router
+
+    get_router = get_routes

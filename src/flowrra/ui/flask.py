@@ -49,7 +49,7 @@ from flowrra.ui.service import UIService
 if TYPE_CHECKING:
     from flowrra.app import Flowrra
 
-__all__ = ["FlowrraBlueprint", "create_blueprint"]
+__all__ = ["FlaskAdapter", "FlowrraBlueprint", "create_blueprint", "quart_socket_view"]
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -100,6 +100,9 @@ class FlowrraBlueprint:
             raise TypeError(f"create_blueprint() output can be registered on a Flask or Quart "
                             f"app, not on {type(app).__name__}")
         blueprint.register(app, options)
+        if _is_quart(app):  # lets flowrra.ui.quart_websocket find the socket it serves
+            path = (options.get("url_prefix") or "").rstrip("/") + "/ws"
+            app.extensions.setdefault("flowrra_sockets", {})[path] = self
 
     # -- Quart ----------------------------------------------------------------------------
     def _quart_blueprint(self) -> Any:
@@ -116,21 +119,7 @@ class FlowrraBlueprint:
                 refusal = await service.handle(ui, prefix)
             return _to_native(quart.Response, refusal)
 
-        async def socket() -> Any:
-            ws = quart.websocket
-            refusal = service.check_socket_origin(ws.headers) or await run_auth(auth, ws)
-            if refusal is not None:
-                return _json_error(quart.Response, refusal.status, refusal.message,
-                                   refusal.headers)
-            events = await service.subscribe()
-            if events is None:  # the relay cannot listen (broker down): refuse, the page polls
-                return _json_error(quart.Response, 503, "Live updates are unavailable: cannot "
-                                   "subscribe to task events (is the broker reachable?)")
-            await ws.accept()
-            await service.stream(ws.send, ws.receive, events)
-            return None
-
-        bp.add_websocket("/ws", "flowrra_socket", socket)
+        bp.add_websocket("/ws", "flowrra_socket", quart_socket_view(service, auth))
         _add_rules(bp, view)
         return bp
 
@@ -169,6 +158,26 @@ class FlowrraBlueprint:
         return None if outcome is None else self.service.refusal_response(outcome)
 
 
+def quart_socket_view(service: UIService, auth: AuthHook | None) -> Any:
+    """The Quart websocket view streaming ``service``'s events (auth checked first)."""
+
+    async def socket() -> Any:
+        ws = quart.websocket
+        refusal = service.check_socket_origin(ws.headers) or await run_auth(auth, ws)
+        if refusal is not None:
+            return _json_error(quart.Response, refusal.status, refusal.message,
+                               refusal.headers)
+        events = await service.subscribe()
+        if events is None:  # the relay cannot listen (broker down): refuse, the page polls
+            return _json_error(quart.Response, 503, "Live updates are unavailable: cannot "
+                               "subscribe to task events (is the broker reachable?)")
+        await ws.accept()
+        await service.stream(ws.send, ws.receive, events)
+        return None
+
+    return socket
+
+
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
@@ -204,3 +213,24 @@ def create_blueprint(flowrra: Flowrra, *, auth: AuthHook | None = None, read_onl
     """
     service = service or UIService(flowrra, read_only=read_only, allowed_origins=allowed_origins)
     return FlowrraBlueprint(service, auth, name, loop)
+
+
+class FlaskAdapter:
+    """flowrra 0.1.8's adapter class, kept for code written for it.
+
+    ``FlaskAdapter(flowrra, **options).get_routes()`` is
+    ``create_blueprint(flowrra, **options)``: the same blueprint, options and
+    security defaults. The blueprint is built once per adapter.
+    """
+
+    def __init__(self, flowrra_app: Flowrra, **options: Any) -> None:
+        self.flowrra = flowrra_app
+        self.options = options
+        self._blueprint: FlowrraBlueprint | None = None
+
+    def get_routes(self) -> FlowrraBlueprint:
+        if self._blueprint is None:
+            self._blueprint = create_blueprint(self.flowrra, **self.options)
+        return self._blueprint
+
+    get_blueprint = get_routes
