@@ -112,3 +112,20 @@ def test_task_orders_by_priority_only() -> None:
     assert low < high and low <= high and high > low and high >= low
     assert [t.priority for t in sorted([high, low])] == [1, 5]
     assert Task(id="a", name="z", priority=1) == low and low != high
+
+
+async def test_executor_takes_a_config_and_a_backend_url(tmp_path) -> None:
+    from flowrra import Config
+    from flowrra.backends.sqlite import SQLiteBackend
+
+    executor = IOExecutor(Config(), backend=f"sqlite:///{tmp_path / 'r.db'}")
+    assert isinstance(executor.results, SQLiteBackend)
+
+    @executor.task()
+    async def hello() -> str:
+        return "hi"
+
+    async with executor:
+        task_id = await executor.submit("hello")
+        assert (await executor.wait_for_result(task_id, timeout=10)).result == "hi"
+    assert len(executor.results) == 1
