@@ -16,6 +16,7 @@ class FlowrraError(Exception):
 class TaskNotFoundError(FlowrraError, LookupError):
     def __init__(self, name: str) -> None:
         self.name = name
+        self.task_name = name  # the 0.1.8 attribute name
         super().__init__(f"Task '{name}' not registered")
 
 

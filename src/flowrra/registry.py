@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from typing import Any, TypeVar
 from flowrra.exceptions import RegistrationError, TaskNotFoundError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger(__name__)
 
 #: Attribute set on a decorated function so ``submit(fn)`` finds its task name.
 TASK_ATTR = "__flowrra_task__"
@@ -26,6 +29,23 @@ class TaskDefinition:
     timeout: float | None = None
     priority: int = 0
     queue: str = "default"
+
+    # 0.1.8's get(name) returned the function itself; these keep its attribute names
+    # and its callability working on the definition we return instead.
+    @property
+    def task_name(self) -> str:
+        return self.name
+
+    def __getattr__(self, attr: str) -> Any:
+        # Only reached on a miss: a class's __name__/__qualname__ are not instance
+        # attributes, so these resolve to the function's, as 0.1.8's get() gave.
+        if attr in ("__name__", "__qualname__"):
+            return getattr(self.func, attr)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {attr!r}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the task function directly (not through the queue), as 0.1.8 allowed."""
+        return self.func(*args, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,7 +69,7 @@ def _signature(func: Callable[..., Any]) -> str:
         return "(...)"
 
 
-def _check_function(func: Callable[..., Any], cpu_bound: bool) -> None:
+def _check_function(func: Callable[..., Any], cpu_bound: bool, strict: bool = True) -> None:
     if not callable(func):
         raise RegistrationError(f"@task must decorate a function, got {func!r}")
     is_async = inspect.iscoroutinefunction(func)
@@ -67,10 +87,13 @@ def _check_function(func: Callable[..., Any], cpu_bound: bool) -> None:
     if cpu_bound:
         qualname = getattr(func, "__qualname__", "")
         if "<locals>" in qualname or "<lambda>" in qualname or not getattr(func, "__module__", None):
-            raise RegistrationError(
-                f"CPU-bound task {label!r} cannot be pickled by reference: define it at the "
-                "top level of an importable module (not inside a function, not a lambda)."
-            )
+            message = (f"CPU-bound task {label!r} cannot be pickled by reference: define it at "
+                       "the top level of an importable module (not inside a function, not a "
+                       "lambda).")
+            if strict:
+                raise RegistrationError(message)
+            logger.warning("%s Registered anyway (strict_cpu_checks=False); running it in a "
+                           "worker process will fail.", message)
 
 
 def _label(func: Callable[..., Any]) -> str:
@@ -92,11 +115,27 @@ def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
             and code_a.co_firstlineno == code_b.co_firstlineno)
 
 
-class TaskRegistry:
-    """Maps task names to definitions; one registry per :class:`~flowrra.Flowrra` app."""
+def _set_compat_attributes(func: Callable[..., Any], definition: TaskDefinition) -> None:
+    """Set the attributes 0.1.8 put on decorated functions, for code that reads them."""
+    for attr, value in (("task_name", definition.name), ("cpu_bound", definition.cpu_bound),
+                        ("max_retries", definition.max_retries),
+                        ("retry_delay", definition.retry_delay)):
+        try:
+            setattr(func, attr, value)
+        except (AttributeError, TypeError):  # e.g. a builtin or a slotted callable
+            pass
 
-    def __init__(self) -> None:
+
+class TaskRegistry:
+    """Maps task names to definitions; one registry per :class:`~flowrra.Flowrra` app.
+
+    ``strict_cpu_checks=False`` (0.1.8 option) registers a CPU task that cannot be
+    pickled by reference with a warning instead of refusing it.
+    """
+
+    def __init__(self, strict_cpu_checks: bool = True) -> None:
         self._tasks: dict[str, TaskDefinition] = {}
+        self.strict_cpu_checks = strict_cpu_checks
 
     def task(
         self,
@@ -115,7 +154,7 @@ class TaskRegistry:
             raise RegistrationError(f"timeout must be greater than zero, got {timeout!r}")
 
         def decorator(func: F) -> F:
-            _check_function(func, cpu_bound)
+            _check_function(func, cpu_bound, self.strict_cpu_checks)
             task_name = name or func.__name__
             existing = self._tasks.get(task_name)
             if existing is not None and not _same_function(existing.func, func):
@@ -131,6 +170,7 @@ class TaskRegistry:
             )
             self._tasks[task_name] = definition
             setattr(func, TASK_ATTR, task_name)
+            _set_compat_attributes(func, definition)
             return func
 
         return decorator
@@ -160,6 +200,8 @@ class TaskRegistry:
 
     def lookup(self, task_or_name: str | Callable[..., Any]) -> TaskDefinition:
         """The definition for a name or a decorated function; TaskNotFoundError otherwise."""
+        if isinstance(task_or_name, TaskDefinition):  # what get(name) returns
+            task_or_name = task_or_name.name
         key = task_or_name if type(task_or_name) is str else getattr(task_or_name, TASK_ATTR, None)
         definition = self._tasks.get(key) if key is not None else None  # type: ignore[arg-type]
         if definition is None:

@@ -64,6 +64,20 @@ class Task:
     #: process (in-memory broker), so the worker updates it instead of building anew.
     record: TaskResult | None = field(default=None, compare=False, repr=False)
 
+    # Ordering compares priority only (as in 0.1.8), so ``sorted(tasks)`` orders by
+    # priority; equality stays the dataclass field-by-field comparison.
+    def __lt__(self, other: Task) -> bool:
+        return self.priority < other.priority if isinstance(other, Task) else NotImplemented
+
+    def __le__(self, other: Task) -> bool:
+        return self.priority <= other.priority if isinstance(other, Task) else NotImplemented
+
+    def __gt__(self, other: Task) -> bool:
+        return self.priority > other.priority if isinstance(other, Task) else NotImplemented
+
+    def __ge__(self, other: Task) -> bool:
+        return self.priority >= other.priority if isinstance(other, Task) else NotImplemented
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowrra.exceptions import SerializationError
-from flowrra.executors import BaseExecutor, CPUExecutor, Interrupted, IOExecutor, Runner
+from flowrra.runners import BaseExecutor, CPURunners, Interrupted, IORunners, Runner
 from flowrra.serialization import ensure_serializable
 from flowrra.task import Task, TaskResult, TaskStatus
 
@@ -59,8 +59,8 @@ class Worker:
         self.backend = app.backend
         self.worker_id = worker_id or (
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}")
-        self.io = IOExecutor(io_workers or cfg.io_workers, queues)
-        self.cpu = CPUExecutor(cpu_workers or cfg.cpu_workers, cpu_queues)
+        self.io = IORunners(io_workers or cfg.io_workers, queues)
+        self.cpu = CPURunners(cpu_workers or cfg.cpu_workers, cpu_queues)
         self.max_retry_delay = cfg.max_retry_delay
         self.processed = 0
         self.failed = 0

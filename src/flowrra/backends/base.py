@@ -34,13 +34,37 @@ class ResultBackend(ABC):
     async def close(self) -> None:
         """Release connections and fail nobody: pending waiters keep waiting until timeout."""
 
+    async def store(self, result: TaskResult | str, data: dict[str, Any] | TaskResult | None = None,
+                    *, task_id: str | None = None) -> None:
+        """Save ``result`` as the task's current record: ``store(result, data=None)``.
+
+        0.1.8's ``store(task_id, result)`` (positional or by keyword) is accepted too,
+        here once for every backend; each backend implements :meth:`store_record`.
+        """
+        if isinstance(result, str):  # 0.1.8 positional form: store(task_id, result)
+            task_id, result, data = result, data, None  # type: ignore[assignment]
+        if not isinstance(result, TaskResult):
+            raise TypeError(f"store() needs a TaskResult, got {type(result).__name__}")
+        if task_id is not None and task_id != result.task_id:
+            raise ValueError(f"store({task_id!r}, ...) was given the record of {result.task_id!r}")
+        await self.store_record(result, data if isinstance(data, dict) else None)
+
     @abstractmethod
-    async def store(self, result: TaskResult, data: dict[str, Any] | None = None) -> None:
+    async def store_record(self, result: TaskResult, data: dict[str, Any] | None = None) -> None:
         """Save ``result`` as the task's current record.
 
         ``data`` is ``result.to_dict`` when the caller has built it already (the app
         does, for the event); shared stores encode it instead of building it again.
         """
+
+    async def count(self) -> int:
+        """Number of stored records (every status)."""
+        return sum((await self.count_by_status()).values())
+
+    def __len__(self) -> int:
+        """Synchronous record count (0.1.8's ``len(backend)``) where the store allows it."""
+        raise TypeError(f"len() is not supported for {type(self).__name__}: "
+                        "use 'await backend.count()'")
 
     @abstractmethod
     async def get(self, task_id: str) -> TaskResult | None: ...
@@ -49,7 +73,8 @@ class ResultBackend(ABC):
     async def delete(self, task_id: str) -> bool: ...
 
     @abstractmethod
-    async def clear(self) -> None: ...
+    async def clear(self) -> int:
+        """Delete every record; returns how many were removed."""
 
     @abstractmethod
     async def list_by_status(self, status: TaskStatus | str, limit: int | None = None,

@@ -37,7 +37,7 @@ class InMemoryBackend(ResultBackend):
         #: Last store time per id, kept only when a TTL is set.
         self._stored_at: dict[str, float] = {}
 
-    async def store(self, result: TaskResult, data: dict[str, Any] | None = None) -> None:
+    async def store_record(self, result: TaskResult, data: dict[str, Any] | None = None) -> None:
         self.store_nowait(result)
 
     def store_nowait(self, result: TaskResult) -> None:
@@ -80,9 +80,15 @@ class InMemoryBackend(ResultBackend):
         self._stored_at.pop(task_id, None)
         return self._records.pop(task_id, None) is not None
 
-    async def clear(self) -> None:
+    async def clear(self) -> int:
+        removed = len(self)
         self._records.clear()
         self._stored_at.clear()
+        return removed
+
+    def __len__(self) -> int:
+        self._evict_expired()
+        return len(self._records)
 
     def _expired(self, task_id: str) -> bool:
         stored_at = self._stored_at.get(task_id)

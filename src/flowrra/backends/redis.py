@@ -215,7 +215,7 @@ class RedisBackend(ResultBackend):
         return await self._conn.script(self._scripts[name], self.prefix, *args)
 
     # -- records --------------------------------------------------------------------
-    async def store(self, result: TaskResult, data: dict[str, Any] | None = None) -> None:
+    async def store_record(self, result: TaskResult, data: dict[str, Any] | None = None) -> None:
         # Encoded now, not at flush time: the batch must hold this state, not a later one.
         encoded = fast_dumps(result.to_dict if data is None else data)
         await self._storer.submit((result.task_id, result.status.value, encoded))
@@ -236,9 +236,12 @@ class RedisBackend(ResultBackend):
     async def delete(self, task_id: str) -> bool:
         return bool(await self._run("delete", task_id))
 
-    async def clear(self) -> None:
+    async def clear(self) -> int:
+        """Returns the count taken just before clearing (approximate under concurrent writes)."""
+        removed = await self.count()
         while await self._run("clear"):
             pass
+        return removed
 
     async def list_by_status(self, status: TaskStatus | str, limit: int | None = None,
                              offset: int = 0) -> list[TaskResult]:

@@ -19,6 +19,7 @@ import asyncio
 import sqlite3
 import time
 from typing import Any
+from urllib.parse import quote
 
 from flowrra.backends.base import ResultBackend, status_value
 from flowrra.brokers.batching import Batcher
@@ -119,8 +120,8 @@ def _delete(conn: sqlite3.Connection, task_id: str) -> int:
     return conn.execute("DELETE FROM flowrra_results WHERE task_id = ?", (task_id,)).rowcount
 
 
-def _clear(conn: sqlite3.Connection) -> None:
-    conn.execute("DELETE FROM flowrra_results")
+def _clear(conn: sqlite3.Connection) -> int:
+    return conn.execute("DELETE FROM flowrra_results").rowcount
 
 
 class SQLiteBackend(ResultBackend):
@@ -182,7 +183,7 @@ class SQLiteBackend(ResultBackend):
         self._last_stamp = now
         return now
 
-    async def store(self, result: TaskResult, data: dict[str, Any] | None = None) -> None:
+    async def store_record(self, result: TaskResult, data: dict[str, Any] | None = None) -> None:
         await self._conn()
         now = self._stamp()
         final = result.status in TERMINAL_STATUSES
@@ -210,9 +211,26 @@ class SQLiteBackend(ResultBackend):
         db = await self._conn()
         return await db.write(_delete, task_id) > 0
 
-    async def clear(self) -> None:
+    async def clear(self) -> int:
         db = await self._conn()
-        await db.write(_clear)
+        return await db.write(_clear)
+
+    def __len__(self) -> int:
+        """Counted on a short-lived read-only connection, so it works outside the loop."""
+        path, _params = parse_sqlite_url(self.url)
+        if path == ":memory:" or not path:
+            raise TypeError("len() is not supported for an in-memory SQLiteBackend: "
+                            "use 'await backend.count()'")
+        try:
+            conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True)
+        except sqlite3.OperationalError:  # no file yet: nothing stored
+            return 0
+        try:
+            return sum(_count(conn, time.time()).values())
+        except sqlite3.OperationalError:  # no table yet
+            return 0
+        finally:
+            conn.close()
 
     async def list_by_status(self, status: TaskStatus | str, limit: int | None = None,
                              offset: int = 0) -> list[TaskResult]:

@@ -8,7 +8,10 @@ from flowrra.brokers.base import Broker, DeadLetter
 from flowrra.brokers.memory import InMemoryBroker
 from flowrra.urls import load_by_scheme
 
-__all__ = ["Broker", "DeadLetter", "InMemoryBroker", "RedisBroker", "get_broker"]
+__all__ = ["BaseBroker", "Broker", "DeadLetter", "InMemoryBroker", "RedisBroker", "get_broker"]
+
+#: Name used by flowrra 0.1 for the base class.
+BaseBroker = Broker
 
 #: scheme -> (module, class, extra to install)
 BROKERS: dict[str, tuple[str, str, str | None]] = {

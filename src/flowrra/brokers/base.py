@@ -155,6 +155,10 @@ class Broker(ABC):
         """Delete one dead letter (or all of them); returns how many were removed."""
 
     # -- introspection ----------------------------------------------------------------
+    async def size(self) -> int:
+        """Tasks waiting to be claimed (0.1.8's ``size()``; delayed ones not counted)."""
+        return (await self.stats())["queued"]
+
     @abstractmethod
     async def stats(self) -> dict[str, int]:
         """Counts: ``queued`` (due now), ``delayed``, ``leased`` (claimed), ``dead``."""
