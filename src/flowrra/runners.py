@@ -195,12 +195,26 @@ def _call_in_process(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     return func(*args, **kwargs)
 
 
+def start_method(func: Any) -> str:
+    """The multiprocessing start method for a CPU task's pool.
+
+    ``forkserver`` (Linux) and ``spawn`` children start clean: no inherited
+    threads, locks or connections. But they import the task's module afresh, and
+    for a task defined in the script being run (``__main__``) that means running
+    the script's top-level code again in every child — a 0.1.8-style script with
+    ``asyncio.run(main())`` and no ``if __name__ == "__main__"`` guard would start
+    a second app there. Such tasks get ``fork`` on Linux, as in 0.1.8.
+    """
+    if not sys.platform.startswith("linux"):
+        return "spawn"
+    return "fork" if getattr(func, "__module__", None) == "__main__" else "forkserver"
+
+
 class CPURunners(BaseExecutor):
     """Runs plain ``def`` tasks in a process pool, ``concurrency`` processes at a time.
 
-    The pool uses the ``forkserver`` start method on Linux (``spawn`` elsewhere) so
-    children never inherit the parent's threads or open connections. A CPU task
-    that exceeds its time limit or is cancelled is reported at once; its process
+    The pool's start method comes from :func:`start_method`. A CPU task that
+    exceeds its time limit or is cancelled is reported at once; its process
     finishes the call in the background before taking new work.
     """
 
@@ -208,23 +222,27 @@ class CPURunners(BaseExecutor):
 
     def __init__(self, concurrency: int = 1, queues: Sequence[str] = ("cpu",)) -> None:
         super().__init__(concurrency, queues)
-        self._pool: ProcessPoolExecutor | None = None
+        #: One pool per start method; the runners bound how many tasks run at once.
+        self._pools: dict[str, ProcessPoolExecutor] = {}
 
-    def _get_pool(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            method = "forkserver" if sys.platform.startswith("linux") else "spawn"
-            self._pool = ProcessPoolExecutor(
+    def _get_pool(self, func: Any) -> ProcessPoolExecutor:
+        method = start_method(func)
+        pool = self._pools.get(method)
+        if pool is None:
+            pool = self._pools[method] = ProcessPoolExecutor(
                 max_workers=self.concurrency, mp_context=multiprocessing.get_context(method),
                 initializer=_ignore_sigint)
-        return self._pool
+        return pool
 
     def invoke(self, definition: TaskDefinition, task: Task) -> Awaitable[Any]:
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(
-            self._get_pool(), _call_in_process, definition.func, task.args, task.kwargs)
+            self._get_pool(definition.func), _call_in_process, definition.func, task.args,
+            task.kwargs)
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.get_running_loop().run_in_executor(
-                None, lambda: pool.shutdown(wait=True, cancel_futures=True))
+        pools, self._pools = list(self._pools.values()), {}
+        loop = asyncio.get_running_loop()
+        for pool in pools:
+            await loop.run_in_executor(
+                None, lambda pool=pool: pool.shutdown(wait=True, cancel_futures=True))

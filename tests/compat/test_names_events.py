@@ -177,3 +177,42 @@ async def test_subscriber_sees_pending_running_and_success_of_a_task() -> None:
         await event_bus.unsubscribe(on_event)
     assert result.status is TaskStatus.SUCCESS
     assert seen == ["pending", "running", "success"]
+
+
+@pytest.mark.slow
+def test_script_without_main_guard_runs_its_cpu_task_once(tmp_path: Path) -> None:
+    """0.1.8's README CPU example: tasks in the script itself, no ``__main__`` guard."""
+    (tmp_path / "script.py").write_text(textwrap.dedent("""
+        import asyncio
+        from flowrra import Flowrra
+
+        app = Flowrra.from_urls()
+        print("top level ran")
+
+        @app.task(cpu_bound=True)
+        def square(n: int) -> int:
+            return n * n
+
+        async def main():
+            async with app:
+                task_id = await app.submit(square, 12)
+                result = await app.wait_for_result(task_id, timeout=60)
+                print(f"Result: {result.result}")
+
+        asyncio.run(main())
+    """))
+    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["top level ran", "Result: 144"], done.stdout + done.stderr
+
+
+def test_start_methods() -> None:
+    from flowrra.runners import start_method
+    from tests.core.tasks_cpu import square
+
+    def local() -> None: ...
+    local.__module__ = "__main__"
+    expected = ("fork", "forkserver") if sys.platform.startswith("linux") else ("spawn", "spawn")
+    assert (start_method(local), start_method(square)) == expected
