@@ -209,10 +209,11 @@ class TaskRegistry:
         return definition
 
     def list_tasks(self) -> list[str]:
-        return sorted(self._tasks)
+        """Names in registration order, as in flowrra 0.1.8."""
+        return list(self._tasks)
 
     def definitions(self) -> list[TaskDefinition]:
-        return [self._tasks[name] for name in sorted(self._tasks)]
+        return list(self._tasks.values())
 
     def is_registered(self, name: str) -> bool:
         return name in self._tasks
@@ -227,4 +228,4 @@ class TaskRegistry:
         return name in self._tasks
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._tasks))
+        return iter(list(self._tasks))

@@ -61,7 +61,7 @@ async def test_registered_tasks(make_app, gate) -> None:
     app, _ = await _app_with_history(make_app, gate)
     manager = FlowrraManager(app)
     names = [t["name"] for t in await manager.list_registered_tasks()]
-    assert names == ["mgmt.bad", "mgmt.hold", "mgmt.ok"]
+    assert sorted(names) == ["mgmt.bad", "mgmt.hold", "mgmt.ok"]
     info = await manager.get_task_info("mgmt.ok")
     assert info["name"] == "mgmt.ok" and "docstring" in info["doc"]
     assert await manager.get_task_info("nope") is None

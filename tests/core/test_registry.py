@@ -156,7 +156,7 @@ def test_registry_api() -> None:
     assert len(registry) == 2
     assert "a" in registry and "zzz" not in registry
     assert registry.is_registered("b") and not registry.is_registered("zzz")
-    assert registry.list_tasks() == ["a", "b"]
+    assert registry.list_tasks() == ["b", "a"]  # registration order, as in 0.1.8
     definition = registry.get("b")
     assert (definition.name, definition.func, definition.max_retries, definition.retry_delay,
             definition.timeout, definition.priority) == ("b", b, 5, 0.5, 2.0, 3)

@@ -71,7 +71,7 @@ async def test_workers_lists_the_running_worker(ui: Harness) -> None:
 
 async def test_registered_tasks_and_task_info(ui: Harness) -> None:
     names = [t["name"] for t in (await ui.get("api/tasks")).json()]
-    assert names == sorted(["ui.add", "ui.boom", "ui.sleepy", "ui.flaky", "ui.gated"])
+    assert sorted(names) == sorted(["ui.add", "ui.boom", "ui.sleepy", "ui.flaky", "ui.gated"])
     info = (await ui.get("api/tasks/ui.flaky")).json()
     assert info["max_retries"] == 3 and info["retry_delay"] == 60.0 and info["cpu_bound"] is False
     assert "signature" in info
