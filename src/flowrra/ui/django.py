@@ -25,7 +25,7 @@ Security:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 try:
     from asgiref.sync import sync_to_async
@@ -46,6 +46,7 @@ from flowrra.ui._django_common import (
     staff_only,
 )
 from flowrra.ui.http import UIRequest, UIResponse, error_body, json_response
+from flowrra.ui.legacy import LegacyAdapter
 from flowrra.ui.service import UIService
 
 if TYPE_CHECKING:
@@ -168,23 +169,8 @@ def get_urls(flowrra: Flowrra, *, auth: AuthHook | str | None = None,
     return [re_path(r"^(?P<subpath>.*)\Z", flowrra_ui, name="flowrra-ui")]
 
 
-class DjangoAdapter:
-    """flowrra 0.1.8's adapter class, kept for code written for it.
+class DjangoAdapter(LegacyAdapter["list[URLPattern]"]):
+    """0.1.8's ``DjangoAdapter(...).get_routes()``: ``get_urls(flowrra, **options)``."""
 
-    ``DjangoAdapter(flowrra, **options).get_routes()`` is
-    ``get_urls(flowrra, **options)``: the same URL patterns, options and
-    security defaults (staff only unless ``auth``/``FLOWRRA_UI_AUTH`` says
-    otherwise). The patterns are built once per adapter.
-    """
-
-    def __init__(self, flowrra_app: Flowrra, **options: Any) -> None:
-        self.flowrra = flowrra_app
-        self.options = options
-        self._urls: list[URLPattern] | None = None
-
-    def get_routes(self) -> list[URLPattern]:
-        if self._urls is None:
-            self._urls = get_urls(self.flowrra, **self.options)
-        return self._urls
-
-    get_urls = get_routes
+    factory = staticmethod(get_urls)
+    get_urls = LegacyAdapter.get_routes

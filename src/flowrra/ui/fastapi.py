@@ -20,6 +20,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from flowrra.ui.http import AuthHook, UIRequest, UIResponse, mount_prefix, run_auth
+from flowrra.ui.legacy import LegacyAdapter
 from flowrra.ui.service import UIService
 
 if TYPE_CHECKING:
@@ -95,22 +96,8 @@ def create_router(flowrra: Flowrra, *, auth: AuthHook | None = None, read_only: 
     return router
 
 
-class FastAPIAdapter:
-    """flowrra 0.1.8's adapter class, kept for code written for it.
+class FastAPIAdapter(LegacyAdapter[APIRouter]):
+    """0.1.8's ``FastAPIAdapter(...).get_routes()``: ``create_router(flowrra, **options)``."""
 
-    ``FastAPIAdapter(flowrra, **options).get_routes()`` is
-    ``create_router(flowrra, **options)``: the same router, options and
-    security defaults. The router is built once per adapter.
-    """
-
-    def __init__(self, flowrra_app: Flowrra, **options: Any) -> None:
-        self.flowrra = flowrra_app
-        self.options = options
-        self._router: APIRouter | None = None
-
-    def get_routes(self) -> APIRouter:
-        if self._router is None:
-            self._router = create_router(self.flowrra, **self.options)
-        return self._router
-
-    get_router = get_routes
+    factory = staticmethod(create_router)
+    get_router = LegacyAdapter.get_routes

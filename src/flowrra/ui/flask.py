@@ -44,6 +44,7 @@ from flowrra.ui.http import (
     mount_prefix,
     run_auth,
 )
+from flowrra.ui.legacy import LegacyAdapter
 from flowrra.ui.service import UIService
 
 if TYPE_CHECKING:
@@ -215,22 +216,8 @@ def create_blueprint(flowrra: Flowrra, *, auth: AuthHook | None = None, read_onl
     return FlowrraBlueprint(service, auth, name, loop)
 
 
-class FlaskAdapter:
-    """flowrra 0.1.8's adapter class, kept for code written for it.
+class FlaskAdapter(LegacyAdapter[FlowrraBlueprint]):
+    """0.1.8's ``FlaskAdapter(...).get_routes()``: ``create_blueprint(flowrra, **options)``."""
 
-    ``FlaskAdapter(flowrra, **options).get_routes()`` is
-    ``create_blueprint(flowrra, **options)``: the same blueprint, options and
-    security defaults. The blueprint is built once per adapter.
-    """
-
-    def __init__(self, flowrra_app: Flowrra, **options: Any) -> None:
-        self.flowrra = flowrra_app
-        self.options = options
-        self._blueprint: FlowrraBlueprint | None = None
-
-    def get_routes(self) -> FlowrraBlueprint:
-        if self._blueprint is None:
-            self._blueprint = create_blueprint(self.flowrra, **self.options)
-        return self._blueprint
-
-    get_blueprint = get_routes
+    factory = staticmethod(create_blueprint)
+    get_blueprint = LegacyAdapter.get_routes
