@@ -168,3 +168,33 @@ async def test_setup_websocket_with_an_app_serves_its_events() -> None:
     finally:
         await app.stop()
         forget(app)
+
+
+def test_router_dependencies_assigned_after_create_router_protect_every_route() -> None:
+    """0.1.8's web-ui guide: ``router.dependencies = [Depends(check)]`` after ``create_router``."""
+    from fastapi import Depends, FastAPI, HTTPException
+    from fastapi.security import HTTPBasic, HTTPBasicCredentials
+    from fastapi.testclient import TestClient
+
+    from flowrra.ui.fastapi import create_router
+
+    security = HTTPBasic()
+
+    def verify(credentials: HTTPBasicCredentials = Depends(security)) -> str:  # noqa: B008
+        if (credentials.username, credentials.password) != ("admin", "secret"):
+            raise HTTPException(401, "Invalid credentials", {"WWW-Authenticate": "Basic"})
+        return credentials.username
+
+    app = build_app()
+    router = create_router(app)
+    router.dependencies = [Depends(verify)]
+    web = FastAPI()
+    web.include_router(router, prefix="/flowrra")
+    try:
+        with TestClient(web) as client:
+            for path in ("/flowrra/", "/flowrra/api/stats", "/flowrra/static/flowrra.css"):
+                assert client.get(path).status_code == 401, path
+                assert client.get(path, auth=("admin", "wrong")).status_code == 401, path
+            assert client.get("/flowrra/api/stats", auth=("admin", "secret")).status_code == 200
+    finally:
+        forget(app)

@@ -26,7 +26,7 @@ from flowrra.ui.service import UIService
 if TYPE_CHECKING:
     from flowrra.app import Flowrra
 
-__all__ = ["FastAPIAdapter", "create_router"]
+__all__ = ["FastAPIAdapter", "FlowrraRouter", "create_router"]
 
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -46,6 +46,29 @@ async def _refuse(websocket: WebSocket, status: int, message: str, close_code: i
         await websocket.close(code=close_code, reason=message[:120])
 
 
+class FlowrraRouter(APIRouter):
+    """The dashboard's router; assigning ``router.dependencies`` re-applies them.
+
+    FastAPI copies a router's dependencies into each route when the route is
+    added, so 0.1.8's documented ``router.dependencies = [Depends(check)]``
+    after ``create_router()`` would otherwise protect nothing. Assigning them
+    here rebuilds the routes (do it before ``include_router``, which copies the
+    routes again).
+    """
+
+    flowrra_service: UIService
+    flowrra_auth: AuthHook | None = None
+
+    def add_flowrra_routes(self) -> None:
+        self.routes.clear()
+        _add_routes(self, self.flowrra_service, self.flowrra_auth)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name == "dependencies" and "flowrra_service" in self.__dict__:
+            self.add_flowrra_routes()
+
+
 def create_router(flowrra: Flowrra, *, auth: AuthHook | None = None, read_only: bool = False,
                   dependencies: Sequence[Any] | None = None,
                   service: UIService | None = None,
@@ -57,8 +80,15 @@ def create_router(flowrra: Flowrra, *, auth: AuthHook | None = None, read_only: 
     origin always may.
     """
     service = service or UIService(flowrra, read_only=read_only, allowed_origins=allowed_origins)
-    router = APIRouter(dependencies=list(dependencies or []))
+    router = FlowrraRouter(dependencies=list(dependencies or []))
+    router.flowrra_service = service
+    router.flowrra_auth = auth
+    router.add_flowrra_routes()
+    return router
 
+
+def _add_routes(router: APIRouter, service: UIService, auth: AuthHook | None) -> None:
+    """The socket and the catch-all route, with the router's dependencies as they are now."""
     @router.websocket("/ws")
     async def flowrra_socket(websocket: WebSocket) -> None:
         refusal = (service.check_socket_origin(websocket.headers)
@@ -92,8 +122,6 @@ def create_router(flowrra: Flowrra, *, auth: AuthHook | None = None, read_only: 
                                dict(request.headers), await request.body())
         return _native(await service.handle(ui_request, prefix))
 
-    router.flowrra_service = service  # type: ignore[attr-defined]
-    return router
 
 
 class FastAPIAdapter(LegacyAdapter[APIRouter]):
