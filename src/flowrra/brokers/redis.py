@@ -91,7 +91,8 @@ class RedisBroker(Broker):
     def event_transport(self) -> EventTransport:
         from flowrra.transports.redis import RedisTransport
 
-        return RedisTransport(self.url, max_connections=self.settings.max_connections,
+        return RedisTransport(self.url, key_prefix=self.prefix,
+                              max_connections=self.settings.max_connections,
                               socket_timeout=self.settings.socket_timeout,
                               retry_on_timeout=self.settings.retry_on_timeout)
 

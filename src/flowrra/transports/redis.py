@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from flowrra.brokers.batching import Batcher
 from flowrra.redis_client import (
@@ -34,6 +35,16 @@ return #ARGV / 2
 """)
 
 
+def database_number(url: str) -> int:
+    """The database a Redis URL selects: ``redis://h/3`` -> 3, ``unix:///s?db=2`` -> 2."""
+    parts = urlsplit(url)
+    for key, value in parse_qsl(parts.query):
+        if key == "db" and value.isdigit():
+            return int(value)
+    path = parts.path.strip("/") if parts.scheme in ("redis", "rediss") else ""
+    return int(path) if path.isdigit() else 0
+
+
 class RedisTransport(EventTransport):
     remote = True
 
@@ -44,8 +55,11 @@ class RedisTransport(EventTransport):
             url, key_prefix=key_prefix, max_connections=max_connections,
             socket_timeout=socket_timeout, retry_on_timeout=retry_on_timeout)
         self._conn = RedisConnection(self.settings, "event transport")
-        self.events_channel = self._conn.key("events")
-        self.control_channel = self._conn.key("control")
+        # Pub/sub channels are global to the server, not per database: name the
+        # database in them too, so apps on db 11 and db 12 never see each other's events.
+        scope = f"db{database_number(self.settings.url)}"
+        self.events_channel = self._conn.key(scope, "events")
+        self.control_channel = self._conn.key(scope, "control")
         self.max_pending = max_pending
         self._publisher: Batcher[tuple[str, str], None] = Batcher(
             self._flush, max_batch=1000, name="flowrra-redis-events")
