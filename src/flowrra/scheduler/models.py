@@ -28,6 +28,12 @@ KINDS = ("cron", "interval", "once")
 MISSED_POLICIES = ("skip", "run_once")
 _US = 1_000_000
 MIN_INTERVAL = 0.001  # seconds
+#: Bounds that keep every schedule runnable: a NaN, infinite, negative or absurd
+#: option would otherwise make the scheduler retry the same slot forever.
+MAX_INTERVAL = 366 * 86400.0  # a year
+MAX_RETRIES = 100
+MAX_RETRY_DELAY = 86400.0  # a day
+MAX_PRIORITY = 2**31 - 1
 
 
 def utc(dt: datetime) -> datetime:
@@ -209,6 +215,22 @@ class ScheduledTask:
         return f"{self.kind}-{digest[:20]}"
 
     # -- time arithmetic ----------------------------------------------------------
+    def _validate_options(self) -> None:
+        if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= MAX_RETRIES:
+            raise ValueError(f"max_retries must be an integer from 0 to {MAX_RETRIES}, "
+                             f"got {self.max_retries!r}")
+        delay = self.retry_delay
+        if not isinstance(delay, (int, float)) or not math.isfinite(delay) \
+                or not 0 <= delay <= MAX_RETRY_DELAY:
+            raise ValueError(f"retry_delay must be a number of seconds from 0 to "
+                             f"{MAX_RETRY_DELAY:g}, got {delay!r}")
+        if not isinstance(self.priority, int) or abs(self.priority) > MAX_PRIORITY:
+            raise ValueError(f"priority must be an integer between -{MAX_PRIORITY} and "
+                             f"{MAX_PRIORITY}, got {self.priority!r}")
+        if self.kind == "interval" and self.interval is not None and self.interval > MAX_INTERVAL:
+            raise ValueError(f"interval must be at most {MAX_INTERVAL:g} seconds (a year), "
+                             f"got {self.interval!r}")
+
     def validate(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
@@ -234,6 +256,7 @@ class ScheduledTask:
                 )
         elif self.run_at is None:
             raise ValueError("a one-time schedule needs run_at")
+        self._validate_options()
         canonical_json([self.args, self.kwargs])
 
     def _interval_slot(self, k: int) -> datetime:

@@ -61,6 +61,16 @@ def _default_owner() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _number(value: Any, name: str, kind: type[int] | type[float], what: str = "a number") -> Any:
+    """``kind(value)``, with every failure (NaN to int, a 400-digit int to float) a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    try:
+        return kind(value)
+    except (OverflowError, ValueError):
+        raise ValueError(f"{name} is out of range: {value!r}") from None
+
+
 class Scheduler:
     """Fires persistent schedules by submitting tasks to ``app``.
 
@@ -167,9 +177,8 @@ class Scheduler:
         """Run ``task_name`` every ``interval`` seconds, anchored to the creation time."""
         if isinstance(interval, timedelta):
             interval = interval.total_seconds()
-        if isinstance(interval, bool) or not isinstance(interval, (int, float)):
-            raise ValueError(f"interval must be a number of seconds, got {interval!r}")
-        return await self._create("interval", {"interval": float(interval)}, task_name, args,
+        seconds = _number(interval, "interval", float, "a number of seconds")
+        return await self._create("interval", {"interval": seconds}, task_name, args,
                                   kwargs, enabled, description, max_retries, retry_delay,
                                   priority, task_id, timezone, missed)
 
@@ -204,8 +213,9 @@ class Scheduler:
             id=task_id or "", task_name=self._task_name(task_name), kind=kind,
             timezone=_resolve_zone(timezone)[1], args=list(args or ()),
             kwargs=dict(kwargs or {}), enabled=bool(enabled), description=description,
-            priority=int(priority), max_retries=int(max_retries),
-            retry_delay=float(retry_delay), missed=missed, anchor_at=now,
+            priority=_number(priority, "priority", int),
+            max_retries=_number(max_retries, "max_retries", int),
+            retry_delay=_number(retry_delay, "retry_delay", float), missed=missed, anchor_at=now,
             created_at=now, updated_at=now, **spec,
         )
         task.validate()
