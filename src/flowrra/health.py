@@ -25,7 +25,7 @@ from flowrra.task import utcnow
 
 if TYPE_CHECKING:
     from flowrra.app import Flowrra
-    from flowrra.executors import BaseExecutor
+    from flowrra.runners import BaseExecutor
 
 __all__ = ["executor_summary", "health_report"]
 

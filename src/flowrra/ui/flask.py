@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ if flask is None and quart is None:
     raise ImportError("flowrra.ui.flask needs Flask or Quart: pip install 'flowrra[ui-flask]'")
 
 from flowrra.ui.http import (
+    ApiError,
     AuthError,
     AuthHook,
     UIRequest,
@@ -166,11 +166,11 @@ def quart_socket_view(service: UIService, auth: AuthHook | None) -> Any:
         ws = quart.websocket
         refusal = service.check_socket_origin(ws.headers) or await run_auth(auth, ws)
         if refusal is not None:
-            return _json_error(quart.Response, refusal.status, refusal.message,
+            return json_error(quart.Response, refusal.status, refusal.message,
                                refusal.headers)
         events = await service.subscribe()
         if events is None:  # the relay cannot listen (broker down): refuse, the page polls
-            return _json_error(quart.Response, 503, "Live updates are unavailable: cannot "
+            return json_error(quart.Response, 503, "Live updates are unavailable: cannot "
                                "subscribe to task events (is the broker reachable?)")
         await ws.accept()
         await service.stream(ws.send, ws.receive, events)
@@ -197,11 +197,12 @@ def _to_native(response_cls: Any, response: UIResponse) -> Any:
                         content_type=response.content_type)
 
 
-def _json_error(response_cls: Any, status: int, message: str,
+def json_error(response_cls: Any, status: int, message: str,
                 headers: dict[str, str] | None = None) -> Any:
-    body = json.dumps({"error": message, "detail": message, "status": status})
-    return response_cls(body, status=status, headers=headers or {},
-                        content_type="application/json")
+    """A native JSON error in the one shape every adapter answers with."""
+    response = ApiError(status, message).response()
+    response.headers.update(headers or {})
+    return _to_native(response_cls, response)
 
 
 def create_blueprint(flowrra: Flowrra, *, auth: AuthHook | None = None, read_only: bool = False,

@@ -24,7 +24,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("flowrra.ui.quart_websocket needs Quart: pip install quart") from exc
 
-from flowrra.ui.flask import _json_error, quart_socket_view
+from flowrra.ui.flask import json_error, quart_socket_view
 from flowrra.ui.http import AuthHook
 from flowrra.ui.service import UIService
 
@@ -47,7 +47,7 @@ def _deferred_view(app: Any, path: str) -> Any:
     async def socket() -> Any:
         blueprint = _registered(app).get(path)
         if blueprint is None:
-            return _json_error(quart.Response, 503, "No Flowrra dashboard is registered on "
+            return json_error(quart.Response, 503, "No Flowrra dashboard is registered on "
                                f"this app for {path}: call app.register_blueprint("
                                "create_blueprint(flowrra), url_prefix=...) first")
         return await quart_socket_view(blueprint.service, blueprint.auth)()
