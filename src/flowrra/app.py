@@ -274,10 +274,10 @@ class Flowrra:
         """Store a state change and publish it as a ``task.update`` event."""
         remote = self.transport.remote and self._connected
         if not (remote or event_bus._subscribers):
-            await self.backend.store(record)
+            await self.backend.store_record(record)
             return
         data = record.to_dict  # built once, for the store and for the event
-        await self.backend.store(record, data)
+        await self.backend.store_record(record, data)
         event = self._event(data)
         if remote:
             try:
